@@ -1,0 +1,90 @@
+"""Audio loading and the 2,474 hand-crafted features (STFT + mel + CQT summary statistics).
+
+The values are those of the original analysis: ``librosa.load(path, sr=44100, duration=5)``,
+zero-padded to ``sr * duration`` samples, then per-bin mean and standard deviation over
+time of ``|stft|``, ``power_to_db(melspectrogram, ref=max)`` and ``|cqt|``. The mel
+spectrogram is computed from the STFT already taken (``S=|stft|**2``), which is exactly what
+``melspectrogram(y=...)`` does internally, so the values are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+
+BLOCKS = ("stft", "mel", "cqt")
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """The ``features`` section of params.yaml that defines the feature values."""
+
+    sr: int = 44100
+    duration: float = 5.0
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    cqt_bins: int = 84
+
+    @classmethod
+    def from_params(cls, section: dict) -> FeatureParams:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in section.items() if k in fields})
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.sr * self.duration))
+
+    def block_sizes(self) -> dict[str, int]:
+        return {"stft": 1 + self.n_fft // 2, "mel": self.n_mels, "cqt": self.cqt_bins}
+
+
+def feature_names(params: FeatureParams) -> list[str]:
+    """Column names in the original order: per block, all means then all stds."""
+    names = []
+    for block, size in params.block_sizes().items():
+        for stat in ("mean", "std"):
+            names += [f"{block}_{stat}_{i}" for i in range(size)]
+    return names
+
+
+def load_clip(path: str | Path, params: FeatureParams) -> np.ndarray:
+    """The first ``duration`` seconds of a clip, mono at ``sr``, zero-padded to full length.
+
+    Only the frames needed are decoded (``librosa.load`` with ``duration``).
+    """
+    y, _ = librosa.load(path, sr=params.sr, duration=params.duration)
+    if len(y) < params.n_samples:
+        y = np.pad(y, (0, params.n_samples - len(y)))
+    return y[: params.n_samples]
+
+
+def _mean_std(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.mean(x, axis=1), np.std(x, axis=1)])
+
+
+def clip_features(y: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The feature vector of one loaded clip, in :func:`feature_names` order."""
+    stft = np.abs(librosa.stft(y, n_fft=params.n_fft, hop_length=params.hop_length))
+    mel = librosa.feature.melspectrogram(
+        S=stft**2, sr=params.sr, n_fft=params.n_fft, hop_length=params.hop_length,
+        n_mels=params.n_mels,
+    )
+    mel_db = librosa.power_to_db(mel, ref=np.max)
+    cqt = np.abs(
+        librosa.cqt(y, sr=params.sr, hop_length=params.hop_length, n_bins=params.cqt_bins)
+    )
+    return np.concatenate([_mean_std(stft), _mean_std(mel_db), _mean_std(cqt)])
+
+
+def file_features(path: str | Path, params: FeatureParams) -> np.ndarray:
+    """Load one audio file and return its feature vector."""
+    return clip_features(load_clip(path, params), params)
+
+
+def feature_columns(columns: list[str]) -> list[str]:
+    """The feature columns of a table, in table order (everything else is metadata)."""
+    return [c for c in columns if c.split("_", 1)[0] in BLOCKS and c.rsplit("_", 1)[-1].isdigit()]

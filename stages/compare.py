@@ -1,0 +1,113 @@
+"""Stage `compare`: one table of every dataset x model beside the originally published figures.
+
+    python -m stages.compare PREDICTIONS_DIR COMPARE_JSON COMPARE_MD COMPARE_PNG
+
+Scores are recomputed from each model's validation predictions
+(``PREDICTIONS_DIR/<dataset>/<model>.csv``) with the same function the model stages use,
+so the table and ``metrics/<dataset>/<model>.json`` agree by construction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from stages.evaluate import METRICS, classification_metrics
+from stages.io import write_json, write_text
+from stages.params import ParamError, get, layers, load_params
+from stages.plotting import comparison_chart
+
+# model id (as in paths) -> (display name, params key of its architecture)
+MODELS = {"svc": ("LinearSVC", None), "nn-2layer": ("NN", "nn.layers"),
+          "nn-5layer": ("NN", "nn_deep.layers")}
+
+# The original write-up's figures (validation split: ESC-50 fold 5, FreeSound 20% stratified),
+# all with unscaled features (normalize.scaler: none); None where it published none.
+PUBLISHED = {
+    ("esc50", "svc"): (0.3500, None, None),
+    ("esc50", "nn-2layer"): (0.5275, 0.5281, 0.517),
+    ("esc50", "nn-5layer"): (0.4625, 0.4790, 0.452),
+    ("freesound", "svc"): (0.5660, None, None),
+    ("freesound", "nn-2layer"): (0.0106, 0.0137, 0.0002),
+}
+PUBLISHED_ARCH = {"nn-2layer": "[200, 100]", "nn-5layer": "[400, 300, 200, 100, 50]"}
+DATASET_NAMES = {"esc50": "ESC-50", "freesound": "FreeSound"}
+
+
+def collect(pred_dir: Path, params: dict) -> pd.DataFrame:
+    """One row per dataset x model: architecture, scores, and the published figures."""
+    rows = []
+    for dataset in get(params, "datasets"):
+        for model, (display, arch_key) in MODELS.items():
+            path = pred_dir / dataset / f"{model}.csv"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: run the train stages first")
+            preds = pd.read_csv(path, dtype=str, keep_default_na=False)
+            published = PUBLISHED.get((dataset, model), (None, None, None))
+            rows.append({
+                "dataset": dataset, "model": model, "display": display,
+                "architecture": str(layers(params, arch_key)) if arch_key else "-",
+                **classification_metrics(preds["actual"], preds["predicted"]),
+                "published_accuracy": published[0], "published_balanced_accuracy": published[1],
+                "published_f1_weighted": published[2],
+            })
+    return pd.DataFrame(rows)
+
+
+def _pct(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
+
+
+def _f1(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def markdown_table(rows: pd.DataFrame) -> str:
+    lines = [
+        "| Dataset | Model | Architecture | Accuracy | Balanced accuracy | F1 (weighted) "
+        "| F1 (macro) | Published accuracy | Published balanced acc. | Published F1 (weighted) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows.itertuples():
+        lines.append(
+            f"| {DATASET_NAMES.get(r.dataset, r.dataset)} | {r.display} | {r.architecture} "
+            f"| {_pct(r.accuracy)} | {_pct(r.balanced_accuracy)} | {_f1(r.f1_weighted)} "
+            f"| {_f1(r.f1_macro)} | {_pct(r.published_accuracy)} "
+            f"| {_pct(r.published_balanced_accuracy)} | {_f1(r.published_f1_weighted)} |"
+        )
+    notes = ", ".join(f"{m}: {a}" for m, a in PUBLISHED_ARCH.items())
+    return (
+        "# Validation results\n\n" + "\n".join(lines) + "\n\n"
+        "Published figures are the original write-up's, from unscaled features "
+        f"(`normalize.scaler: none`) and the original architectures ({notes}); "
+        "`-` where it reported none. Its FreeSound NN figure is the failed run "
+        "(an integer label trained as a one-output regression).\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("predictions_dir", "json", "md", "png"):
+        parser.add_argument(name, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        rows = collect(args.predictions_dir, load_params())
+    except (ParamError, FileNotFoundError) as exc:
+        sys.exit(f"compare: {exc}")
+    summary: dict = {}
+    for r in rows.itertuples():
+        summary.setdefault(r.dataset, {})[r.model] = {m: getattr(r, m) for m in METRICS}
+    write_json(args.json, summary)
+    write_text(args.md, markdown_table(rows))
+    chart = rows.assign(model=[f"{d} {a}" if a != "-" else d
+                               for d, a in zip(rows["display"], rows["architecture"], strict=True)])
+    chart["published_accuracy"] = chart["published_accuracy"].astype(float)
+    comparison_chart(chart.replace({"dataset": DATASET_NAMES}), args.png)
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Stages `train-nn-2layer` and `train-nn-5layer`: a fastai tabular MLP, one-cycle training.
+
+    python -m stages.train_nn LAYERS_KEY NORMALIZED_PARQUET MODEL_PKL METRICS_JSON
+                              PREDICTIONS_CSV TRAINING_DIR
+
+LAYERS_KEY names the architecture in params.yaml (``nn.layers`` or ``nn_deep.layers``);
+every other setting comes from the `nn` section. The target is always categorical
+(``CategoryBlock``): fastai would otherwise make an integer label a one-output regression,
+which is how the original FreeSound run collapsed to a single class. Per-epoch training
+and validation loss and accuracy are logged by dvclive's ``DVCLiveCallback`` into
+TRAINING_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from dvclive import Live
+from dvclive.fastai import DVCLiveCallback
+from fastai.tabular.all import (
+    Callback,
+    CategoryBlock,
+    Learner,
+    TabularDataLoaders,
+    accuracy,
+    set_seed,
+    tabular_config,
+    tabular_learner,
+)
+
+from stages.evaluate import Split, TrainingError, write_results
+from stages.io import atomic_dir, write_with
+from stages.params import ParamError, check, get, layers, load_params, positive_number
+
+
+class NaNGuard(Callback):
+    """Stop training with an error as soon as the loss is NaN or infinite."""
+
+    order = 100
+
+    def after_loss(self) -> None:
+        if not torch.isfinite(self.learn.loss).all():
+            raise TrainingError(
+                f"loss became {self.learn.loss.item()} in epoch {self.epoch + 1}; "
+                "lower nn.lr or use a scaler (normalize.scaler)"
+            )
+
+
+def nn_settings(params: dict, layers_key: str) -> dict:
+    """The validated training settings: `nn` with ``layers`` taken from LAYERS_KEY."""
+    settings = {
+        "layers": layers(params, layers_key),
+        "epochs": positive_number(params, "nn.epochs", integer=True),
+        "lr": positive_number(params, "nn.lr"),
+        "batch_size": positive_number(params, "nn.batch_size", integer=True),
+        "seed": get(params, "seed"),
+    }
+    for key in ("ps", "embed_p"):
+        value = get(params, f"nn.{key}")
+        check(isinstance(value, (int, float)) and 0 <= value < 1, f"nn.{key}",
+              f"must be a dropout probability in [0, 1), got {value!r}")
+        settings[key] = value
+    wd = get(params, "nn.wd")
+    check(wd is None or (isinstance(wd, (int, float)) and wd >= 0), "nn.wd",
+          f"must be null (fastai's default) or a non-negative number, got {wd!r}")
+    settings["wd"] = wd
+    return settings
+
+
+def make_learner(split: Split, settings: dict) -> Learner:
+    """A tabular learner over the train/valid split with a categorical target."""
+    set_seed(settings["seed"], reproducible=True)
+    table = split.table[[*split.features, "label"]].reset_index(drop=True)
+    # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
+    dls = TabularDataLoaders.from_df(
+        table, cont_names=split.features, y_names="label", y_block=CategoryBlock(),
+        valid_idx=list(np.flatnonzero(split.is_valid)), bs=settings["batch_size"],
+        procs=[], num_workers=0,
+    )
+    return tabular_learner(
+        dls, layers=settings["layers"], metrics=accuracy, wd=settings["wd"],
+        config=tabular_config(ps=settings["ps"], embed_p=settings["embed_p"]),
+    )
+
+
+def train(learn: Learner, settings: dict, live: Live) -> dict[str, float]:
+    """One-cycle training; returns the last epoch's losses and accuracies by name."""
+    learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
+    with learn.no_bar():
+        learn.fit_one_cycle(
+            settings["epochs"], settings["lr"],
+            cbs=[NaNGuard(), DVCLiveCallback(live=live)],
+        )
+    # read now: get_preds appends to recorder.values (names end with "time", values do not)
+    return dict(zip(learn.recorder.metric_names[1:], learn.recorder.values[-1], strict=False))
+
+
+def predict(learn: Learner, rows: pd.DataFrame) -> np.ndarray:
+    """Class names predicted for ``rows`` (a table with the feature columns), in order."""
+    with learn.no_bar():
+        probs, _ = learn.get_preds(dl=learn.dls.test_dl(rows))
+    return np.asarray(learn.dls.vocab)[probs.argmax(dim=1).numpy()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("layers_key", choices=("nn.layers", "nn_deep.layers"))
+    for name in ("normalized", "model", "metrics", "predictions", "training_dir"):
+        parser.add_argument(name, type=Path)
+    args = parser.parse_args(argv)
+    name = f"NN {args.layers_key}"
+    try:
+        settings = nn_settings(load_params(), args.layers_key)
+        name = f"NN {settings['layers']}"
+        split = Split.load(args.normalized)
+        split.xy("train"), split.xy("valid")  # reject non-finite inputs before training
+        learn = make_learner(split, settings)
+        with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
+            with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
+                last_epoch = train(learn, settings, live)
+            shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
+            predicted = predict(learn, split.table[split.is_valid])
+            extra = {"valid_loss": float(last_epoch["valid_loss"])}
+            metrics = write_results(
+                name, split, predicted, args.metrics, args.predictions, extra=extra
+            )
+    except (ParamError, TrainingError) as exc:
+        sys.exit(f"train {name}: {exc}")
+    write_with(args.model, lambda tmp: learn.export(tmp.absolute()))
+    print(f"train {name}: accuracy {metrics['accuracy']:.4f} on {metrics['n_valid']} clips")
+
+
+if __name__ == "__main__":
+    main()

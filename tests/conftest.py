@@ -1,0 +1,49 @@
+"""Shared fixtures: small synthetic datasets in the real archive layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from scripts.make_demo_data import SR, synth_clip, write_esc50_zip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def esc50_zip(tmp_path_factory) -> Path:
+    """A 4-class ESC-50-master.zip: 5 folds x 4 classes x 3 clips (60 five-second WAVs)."""
+    path = tmp_path_factory.mktemp("esc50") / "ESC-50-master.zip"
+    return write_esc50_zip(path, n_classes=4, per_fold=3, seed=1)
+
+
+@pytest.fixture
+def wav(tmp_path) -> callable:
+    """Write a generated clip of class ``target`` and ``seconds`` length; returns its path."""
+
+    def write(name: str = "clip.wav", target: int = 0, seconds: float = 5.0,
+              sr: int = SR) -> Path:
+        path = tmp_path / name
+        sf.write(path, synth_clip(target, np.random.default_rng(target), seconds, sr), sr,
+                 subtype="PCM_16")
+        return path
+
+    return write
+
+
+def separable_table(n_per_class: int = 30, n_classes: int = 3, n_features: int = 12,
+                    seed: int = 0) -> pd.DataFrame:
+    """A normalized-stage table: ``filename``, ``label``, ``split`` and feature columns."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    x = rng.normal(size=(labels.size, n_features)).astype(np.float32)
+    x[np.arange(labels.size), labels] += 4.0
+    table = pd.DataFrame(x, columns=[f"stft_mean_{i}" for i in range(n_features)])
+    table.insert(0, "filename", [f"{i}.wav" for i in range(labels.size)])
+    table.insert(1, "label", [f"class_{k}" for k in labels])
+    table.insert(2, "split", np.where(np.arange(labels.size) % 5 == 0, "valid", "train"))
+    return table
