@@ -77,6 +77,12 @@ def nn_settings(params: dict, layers_key: str) -> dict:
 def make_learner(split: Split, settings: dict) -> Learner:
     """A tabular learner over the train/valid split with a categorical target."""
     set_seed(settings["seed"], reproducible=True)
+    n_train = int((~split.is_valid).sum())
+    if n_train < settings["batch_size"]:
+        raise ParamError(
+            f"params.yaml: 'nn.batch_size' ({settings['batch_size']}) is larger than the "
+            f"{n_train} training clips; fastai drops the incomplete batch, so nothing would train"
+        )
     table = split.table[[*split.features, "label"]].reset_index(drop=True)
     # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
     dls = TabularDataLoaders.from_df(

@@ -1,0 +1,122 @@
+"""End to end: the real dvc.yaml, `dvc repro` and `dvc exp run` on a synthetic ESC-50 archive.
+
+The project is copied into a temporary git repository, params.yaml is pointed at a
+synthetic ESC-50-master.zip, and DVC runs every stage for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+MODELS = ("svc", "nn-2layer", "nn-5layer")
+
+
+def sh(*cmd: str, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output}"
+    return output
+
+
+def copy_project(dest: Path) -> None:
+    """Copy what git would commit (tracked and untracked-but-not-ignored files)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+        text=True, check=True,
+    ).stdout.split()
+    for name in files:
+        if name.startswith(("data/", "metrics/", "plots/")) or name == "dvc.lock":
+            continue  # start from a clean pipeline
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, esc50_zip) -> tuple[Path, str]:
+    repo = tmp_path_factory.mktemp("project")
+    copy_project(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["esc50"]["url"] = str(esc50_zip)
+    params["features"]["n_jobs"] = 2
+    # 48 training clips: smaller batches and more steps than the 1,600-clip defaults
+    params["nn"].update(epochs=15, lr=0.01, batch_size=16)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "init", "-q", cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "project", cwd=repo)
+    log = sh("dvc", "repro", cwd=repo)
+    return repo, log
+
+
+def test_repro_produces_metrics_predictions_and_plots(project):
+    repo, log = project
+    for model in MODELS:
+        assert f"Running stage 'train-{model}@esc50'" in log
+        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        assert metrics["n_train"] == 48 and metrics["n_valid"] == 12
+        assert metrics["n_classes"] == 4
+        assert metrics["accuracy"] >= 0.75, (model, metrics)  # chance is 0.25
+        for key in ("balanced_accuracy", "f1_weighted", "f1_macro"):
+            assert 0 <= metrics[key] <= 1
+        preds = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
+        assert list(preds.columns) == ["filename", "actual", "predicted"]
+        assert len(preds) == 12 and set(preds["actual"]) == {"dog", "rooster", "rain",
+                                                             "sea_waves"}
+        assert preds["filename"].str.startswith("5-").all()  # fold 5 is validation
+    for model in ("nn-2layer", "nn-5layer"):
+        curve = pd.read_csv(repo / f"plots/training/esc50/{model}/eval/loss.tsv", sep="\t")
+        assert list(curve["step"]) == list(range(15))
+
+    features = pd.read_parquet(repo / "data/features/esc50.parquet")
+    assert features.shape == (60, 4 + 2474)
+    assert list(features.columns[:4]) == ["filename", "label", "fold", "src_file"]
+
+    compare = json.loads((repo / "metrics/compare.json").read_text())
+    assert set(compare["esc50"]) == set(MODELS)
+    table = (repo / "metrics/compare.md").read_text()
+    assert "| ESC-50 | NN | [200, 100] |" in table and "52.75%" in table
+    assert (repo / "plots/compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (repo / "data/models/esc50/scaler.joblib").is_file()
+
+    assert "up to date" in sh("dvc", "status", cwd=repo)
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
+    files = next(iter(shown.values()))["data"]
+    assert {f"metrics/esc50/{m}.json" for m in MODELS} <= set(files)
+    sh("dvc", "plots", "show", "-o", str(repo / "plots_html"), cwd=repo)
+    assert (repo / "plots_html/index.html").is_file()
+
+
+def test_exp_run_reruns_only_what_the_param_touches(project):
+    repo, _ = project
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "results", cwd=repo)
+    before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
+    log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
+    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    assert ran == {"train-nn-2layer@esc50", "compare"}, log
+    after = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
+    assert after["nn-2layer"] != before["nn-2layer"]
+    assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
+    assert "| ESC-50 | NN | [400, 200] |" in (repo / "metrics/compare.md").read_text()
+    diff = sh("dvc", "metrics", "diff", "--md", cwd=repo)
+    assert "metrics/esc50/nn-2layer.json" in diff
