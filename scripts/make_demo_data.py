@@ -1,6 +1,7 @@
-"""Write a small synthetic dataset in the exact ESC-50-master.zip layout.
+"""Write small synthetic datasets in the exact ESC-50 and FSDKaggle2019 archive layouts.
 
     python scripts/make_demo_data.py esc50 demo/ESC-50-master.zip [--classes 5] [--per-fold 2]
+    python scripts/make_demo_data.py freesound demo/ [--classes 5] [--per-class 12]
 
 Each class is a clearly different synthetic sound (its own pitch, harmonics, tremolo rate
 and noise colour), so a working pipeline separates them easily; clips are 5-second
@@ -8,6 +9,10 @@ and noise colour), so a working pipeline separates them easily; clips are 5-seco
 it to try the pipeline without the 600 MB download:
 
     dvc exp run -S data.esc50.url=demo/ESC-50-master.zip
+
+The FreeSound layout is Zenodo's: ``FSDKaggle2019.audio_train_curated.zip`` (WAVs of 0.3 to
+30 s) and ``FSDKaggle2019.meta.zip`` (``train_curated_post_competition.csv``), with
+imbalanced classes and some multi-label rows (``"Bark,Walk_and_footsteps"``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import soundfile as sf
 SR = 44100
 CATEGORIES = ["dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying_baby",
               "sneezing", "clock_tick", "helicopter", "chainsaw"]
+FSD_LABELS = ["Bark", "Walk_and_footsteps", "Accordion", "Applause", "Bus", "Cricket",
+              "Drip", "Gong", "Purr", "Zipper_(clothing)"]
 
 
 def synth_clip(target: int, rng: np.random.Generator, seconds: float = 5.0,
@@ -79,16 +86,65 @@ def write_esc50_zip(path: Path, n_classes: int = 5, per_fold: int = 2, seed: int
     return path
 
 
+def freesound_metadata(n_classes: int, per_class: int, rng: np.random.Generator
+                       ) -> pd.DataFrame:
+    """Rows of train_curated_post_competition.csv: imbalanced single-label classes (the
+    first class has ``per_class`` clips, the others fewer, down to about half) plus a
+    multi-label clip for every other class."""
+    rows = []
+    for target in range(n_classes):
+        count = per_class - (per_class // 2) * target // max(1, n_classes - 1)
+        rows += [{"labels": FSD_LABELS[target], "target": target} for _ in range(count)]
+        if target % 2 == 0:
+            rows.append({"labels": f"{FSD_LABELS[target]},{FSD_LABELS[(target + 1) % n_classes]}",
+                         "target": target})
+    meta = pd.DataFrame(rows).sample(frac=1.0, random_state=int(rng.integers(1 << 31)))
+    meta["fname"] = [f"{rng.integers(16**7, 16**8):08x}.wav" for _ in range(len(meta))]
+    meta["freesound_id"] = rng.integers(10_000, 400_000, len(meta))
+    meta["license"] = "CC-BY"
+    return meta.reset_index(drop=True)
+
+
+def write_freesound_zips(folder: Path, n_classes: int = 5, per_class: int = 12,
+                         seed: int = 0) -> tuple[Path, Path]:
+    """Write the two FSDKaggle2019 archives into ``folder``; returns (audio zip, meta zip)."""
+    if not 2 <= n_classes <= len(FSD_LABELS):
+        raise ValueError(f"n_classes must be in 2..{len(FSD_LABELS)}, got {n_classes}")
+    rng = np.random.default_rng(seed)
+    meta = freesound_metadata(n_classes, per_class, rng)
+    folder.mkdir(parents=True, exist_ok=True)
+    audio_zip = folder / "FSDKaggle2019.audio_train_curated.zip"
+    meta_zip = folder / "FSDKaggle2019.meta.zip"
+    lengths = np.concatenate([[0.3, 30.0], rng.uniform(0.5, 12.0, len(meta))])[: len(meta)]
+    with zipfile.ZipFile(audio_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        for row, seconds in zip(meta.itertuples(), lengths, strict=True):
+            clip = synth_clip(row.target, rng, seconds=float(seconds))
+            zf.writestr(f"FSDKaggle2019.audio_train_curated/{row.fname}", wav_bytes(clip))
+    columns = ["fname", "labels", "freesound_id", "license"]
+    with zipfile.ZipFile(meta_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("FSDKaggle2019.meta/train_curated_post_competition.csv",
+                    meta[columns].to_csv(index=False))
+        zf.writestr("FSDKaggle2019.meta/test_post_competition_scoring_clips.csv",
+                    "fname,labels,usage,freesound_id,license\n")
+    return audio_zip, meta_zip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["esc50"])
-    parser.add_argument("out", type=Path, help="archive to write, e.g. demo/ESC-50-master.zip")
+    parser.add_argument("dataset", choices=["esc50", "freesound"])
+    parser.add_argument("out", type=Path,
+                        help="esc50: the zip to write; freesound: the folder for both zips")
     parser.add_argument("--classes", type=int, default=5)
-    parser.add_argument("--per-fold", type=int, default=2, help="clips per class and fold")
+    parser.add_argument("--per-fold", type=int, default=2, help="esc50: clips per class, fold")
+    parser.add_argument("--per-class", type=int, default=12,
+                        help="freesound: single-label clips of the largest class")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    write_esc50_zip(args.out, args.classes, args.per_fold, args.seed)
-    print(f"wrote {args.out}")
+    if args.dataset == "esc50":
+        written = [write_esc50_zip(args.out, args.classes, args.per_fold, args.seed)]
+    else:
+        written = write_freesound_zips(args.out, args.classes, args.per_class, args.seed)
+    print("wrote " + " and ".join(map(str, written)))
 
 
 if __name__ == "__main__":

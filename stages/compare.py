@@ -65,6 +65,24 @@ def _f1(value) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.3f}"
 
 
+def cross_dataset_summary(rows: pd.DataFrame) -> str:
+    """LinearSVC against the best NN of each dataset, as in the original write-up."""
+    lines = ["## LinearSVC vs best NN", "",
+             "| Dataset | LinearSVC | Best NN | Difference | Winner |", "|---|---|---|---|---|"]
+    for dataset, group in rows.groupby("dataset", sort=False):
+        svc = group[group["model"] == "svc"].iloc[0]
+        nns = group[group["display"] == "NN"]
+        best = nns.loc[nns["accuracy"].idxmax()]
+        diff = best["accuracy"] - svc["accuracy"]
+        winner = "NN" if diff > 0 else ("LinearSVC" if diff < 0 else "tie")
+        lines.append(
+            f"| {DATASET_NAMES.get(dataset, dataset)} | {_pct(svc['accuracy'])} "
+            f"| {_pct(best['accuracy'])} ({best['architecture']}) | {100 * diff:+.2f} points "
+            f"| {winner} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(rows: pd.DataFrame) -> str:
     lines = [
         "| Dataset | Model | Architecture | Accuracy | Balanced accuracy | F1 (weighted) "
@@ -81,6 +99,7 @@ def markdown_table(rows: pd.DataFrame) -> str:
     notes = ", ".join(f"{m}: {a}" for m, a in PUBLISHED_ARCH.items())
     return (
         "# Validation results\n\n" + "\n".join(lines) + "\n\n"
+        + cross_dataset_summary(rows) + "\n"
         "Published figures are the original write-up's, from unscaled features "
         f"(`normalize.scaler: none`) and the original architectures ({notes}); "
         "`-` where it reported none. Its FreeSound NN figure is the failed run "

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
-from stages.params import check, get
+from stages.params import ParamError, check, get
 
 
 class LayoutError(ValueError):
@@ -46,6 +47,14 @@ def read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return table
 
 
+def summary(listed: pd.DataFrame) -> dict[str, int]:
+    """Clip and class counts of an adapter's ``listed`` table, for the dataset metrics."""
+    used = listed["label"].notna()
+    return {"clips_listed": len(listed), "clips_used": int(used.sum()),
+            "clips_excluded": int((~used).sum()),
+            "classes": int(listed.loc[used, "label"].nunique())}
+
+
 def check_clips_present(raw_dir: Path, adapter: Adapter, meta: pd.DataFrame) -> None:
     """Fail, naming the missing files, unless every clip listed in the metadata exists."""
     missing = [f for f in meta["filename"] if not adapter.audio_path(raw_dir, f).is_file()]
@@ -66,9 +75,14 @@ class Adapter:
     def audio_path(self, raw_dir: Path, filename: str) -> Path:
         raise NotImplementedError
 
+    def listed(self, raw_dir: Path) -> pd.DataFrame:
+        """Every clip the metadata lists, with ``filename``; the ones used have a ``label``."""
+        raise NotImplementedError
+
     def metadata(self, raw_dir: Path) -> pd.DataFrame:
         """One row per clip used: ``filename``, ``label`` and the columns the split needs."""
-        raise NotImplementedError
+        listed = self.listed(raw_dir)
+        return listed[listed["label"].notna()].reset_index(drop=True)
 
     def validation_mask(self, meta: pd.DataFrame, params: dict) -> np.ndarray:
         """True for the clips of the validation split."""
@@ -86,7 +100,7 @@ class ESC50(Adapter):
     def audio_path(self, raw_dir: Path, filename: str) -> Path:
         return raw_dir / self.root / "audio" / filename
 
-    def metadata(self, raw_dir: Path) -> pd.DataFrame:
+    def listed(self, raw_dir: Path) -> pd.DataFrame:
         table = read_csv(raw_dir / self.root / "meta" / "esc50.csv", self.columns)
         return pd.DataFrame({
             "filename": table["filename"].astype(str),
@@ -103,7 +117,70 @@ class ESC50(Adapter):
         return (meta["fold"] == fold).to_numpy()
 
 
-ADAPTERS: dict[str, Adapter] = {a.name: a for a in (ESC50(),)}
+class FreeSound(Adapter):
+    """FSDKaggle2019 curated train set: 4,970 clips of 0.3-30 s; its single-label clips.
+
+    Zenodo record 3612637 ships the audio and the metadata as two archives. A clip with
+    several comma-separated labels is listed but not used (``label`` is NaN).
+    """
+
+    name = "freesound"
+    audio_root = "FSDKaggle2019.audio_train_curated"
+    meta_root = "FSDKaggle2019.meta"
+    # Zenodo's post-competition file, then the Kaggle-era one (same two columns)
+    meta_files = ("train_curated_post_competition.csv", "train_curated.csv")
+    sources = (
+        Source("audio_url", "audio_sha256", (f"{audio_root}/",)),
+        Source("meta_url", "meta_sha256", (f"{meta_root}/",)),
+    )
+
+    def audio_path(self, raw_dir: Path, filename: str) -> Path:
+        return raw_dir / self.audio_root / filename
+
+    def listed(self, raw_dir: Path) -> pd.DataFrame:
+        folder = raw_dir / self.meta_root
+        found = [folder / f for f in self.meta_files if (folder / f).is_file()]
+        if not found:
+            raise LayoutError(f"{folder}: none of {', '.join(self.meta_files)} found")
+        table = read_csv(found[0], ("fname", "labels"))
+        labels = table["labels"].fillna("").astype(str).str.strip()
+        single = (labels != "") & ~labels.str.contains(",")
+        return pd.DataFrame({"filename": table["fname"].astype(str),
+                             "label": labels.where(single)})
+
+    def validation_mask(self, meta: pd.DataFrame, params: dict) -> np.ndarray:
+        """A stratified split (``valid_size``, ``split_seed``) as in the original analysis.
+
+        Rule for classes too small to stratify: a class with a single clip cannot be in
+        both splits, so its clip goes to training (and is reported); every other class is
+        split with ``train_test_split(..., stratify=label)``.
+        """
+        size_key, seed_key = "data.freesound.valid_size", "data.freesound.split_seed"
+        valid_size, seed = get(params, size_key), get(params, seed_key)
+        check(isinstance(valid_size, float) and 0 < valid_size < 1, size_key,
+              f"must be a fraction between 0 and 1, got {valid_size!r}")
+        check(isinstance(seed, int), seed_key, f"must be an integer, got {seed!r}")
+        counts = meta["label"].value_counts()
+        singles = counts.index[counts < 2]
+        if len(singles):
+            print(f"freesound: {len(singles)} class(es) with a single clip kept in training "
+                  f"only (cannot be stratified): {', '.join(sorted(singles))}")
+        rows = np.flatnonzero(~meta["label"].isin(singles))
+        labels = meta["label"].to_numpy()[rows]
+        try:
+            _, valid_rows = train_test_split(rows, test_size=valid_size, random_state=seed,
+                                             stratify=labels)
+        except ValueError as exc:
+            raise ParamError(
+                f"params.yaml: '{size_key}' = {valid_size} cannot give a stratified split of "
+                f"{len(rows)} clips in {len(set(labels))} classes ({exc})"
+            ) from None
+        mask = np.zeros(len(meta), dtype=bool)
+        mask[valid_rows] = True
+        return mask
+
+
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (ESC50(), FreeSound())}
 
 
 def adapter_for(name: str) -> Adapter:

@@ -1,10 +1,11 @@
 """Stage `download`: fetch a dataset's archives, verify, extract and validate its layout.
 
-    python -m stages.download DATASET OUT_DIR --cache CACHE_DIR
+    python -m stages.download DATASET OUT_DIR DATASET_METRICS_JSON --cache CACHE_DIR
 
 The dataset is assembled in a temporary folder and renamed to OUT_DIR only once every
 archive is extracted and every clip listed in the metadata is present, so OUT_DIR is
-never half-extracted.
+never half-extracted. DATASET_METRICS_JSON records how many clips the metadata lists,
+how many are used and how many are excluded (FreeSound's multi-label clips).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import sys
 from pathlib import Path
 
 from stages.archive import DownloadError, copy_folder, extract, fetch
-from stages.datasets import LayoutError, adapter_for, check_clips_present
-from stages.io import atomic_dir
+from stages.datasets import LayoutError, adapter_for, check_clips_present, summary
+from stages.io import atomic_dir, write_json
 from stages.params import ParamError, get, load_params
 
 
-def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> int:
-    """Build OUT_DIR for ``dataset``; returns the number of clips it holds."""
+def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> dict[str, int]:
+    """Build OUT_DIR for ``dataset``; returns its clip and class counts."""
     adapter = adapter_for(dataset)
     with atomic_dir(out_dir) as tmp:
         for source in adapter.sources:
@@ -32,22 +33,26 @@ def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> int:
                 copy_folder(path, source.members, tmp)
             else:
                 extract(path, source.members, tmp)
-        meta = adapter.metadata(tmp)
-        check_clips_present(tmp, adapter, meta)
-    return len(meta)
+        listed = adapter.listed(tmp)
+        check_clips_present(tmp, adapter, listed)
+    return summary(listed)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("metrics", type=Path, help="dataset counts (JSON)")
     parser.add_argument("--cache", type=Path, required=True, help="download cache folder")
     args = parser.parse_args(argv)
     try:
-        n = download(args.dataset, load_params(), args.out_dir, args.cache)
+        counts = download(args.dataset, load_params(), args.out_dir, args.cache)
     except (DownloadError, LayoutError, ParamError) as exc:
         sys.exit(f"download {args.dataset}: {exc}")
-    print(f"download {args.dataset}: {n} clips in {args.out_dir}")
+    write_json(args.metrics, counts)
+    print(f"download {args.dataset}: {counts['clips_listed']} clips listed, "
+          f"{counts['clips_used']} used ({counts['clips_excluded']} excluded), "
+          f"{counts['classes']} classes -> {args.out_dir}")
 
 
 if __name__ == "__main__":

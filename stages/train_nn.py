@@ -27,6 +27,7 @@ from dvclive.fastai import DVCLiveCallback
 from fastai.tabular.all import (
     Callback,
     CategoryBlock,
+    CrossEntropyLossFlat,
     Learner,
     TabularDataLoaders,
     accuracy,
@@ -34,10 +35,19 @@ from fastai.tabular.all import (
     tabular_config,
     tabular_learner,
 )
+from sklearn.utils.class_weight import compute_class_weight
 
 from stages.evaluate import Split, TrainingError, write_results
 from stages.io import atomic_dir, write_with
-from stages.params import ParamError, check, get, layers, load_params, positive_number
+from stages.params import (
+    ParamError,
+    check,
+    choice,
+    get,
+    layers,
+    load_params,
+    positive_number,
+)
 
 
 class NaNGuard(Callback):
@@ -71,6 +81,7 @@ def nn_settings(params: dict, layers_key: str) -> dict:
     check(wd is None or (isinstance(wd, (int, float)) and wd >= 0), "nn.wd",
           f"must be null (fastai's default) or a non-negative number, got {wd!r}")
     settings["wd"] = wd
+    settings["class_weights"] = choice(params, "nn.class_weights", ("none", "balanced"))
     return settings
 
 
@@ -90,8 +101,16 @@ def make_learner(split: Split, settings: dict) -> Learner:
         valid_idx=list(np.flatnonzero(split.is_valid)), bs=settings["batch_size"],
         procs=[], num_workers=0,
     )
+    loss_func = None  # fastai's default: unweighted cross-entropy
+    if settings["class_weights"] == "balanced":
+        weights = compute_class_weight(  # in vocab order, from the training labels
+            "balanced", classes=np.asarray(list(dls.vocab)),
+            y=split.table.loc[~split.is_valid, "label"].to_numpy(),
+        )
+        loss_func = CrossEntropyLossFlat(weight=torch.tensor(weights, dtype=torch.float32))
     return tabular_learner(
         dls, layers=settings["layers"], metrics=accuracy, wd=settings["wd"],
+        loss_func=loss_func,
         config=tabular_config(ps=settings["ps"], embed_p=settings["embed_p"]),
     )
 

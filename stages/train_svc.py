@@ -19,7 +19,7 @@ from sklearn.svm import LinearSVC
 
 from stages.evaluate import Split, TrainingError, write_results
 from stages.io import write_with
-from stages.params import ParamError, check, get, load_params, positive_number
+from stages.params import ParamError, check, choice, get, load_params, positive_number
 
 
 def make_svc(params: dict) -> LinearSVC:
@@ -28,8 +28,10 @@ def make_svc(params: dict) -> LinearSVC:
     dual = get(params, "svc.dual")
     check(isinstance(dual, bool) or dual == "auto", "svc.dual",
           f"must be true, false or auto, got {dual!r}")
+    class_weight = choice(params, "svc.class_weight", ("none", "balanced"))
     svc = params["svc"]
     return LinearSVC(C=svc["C"], max_iter=svc["max_iter"], dual=dual,
+                     class_weight=None if class_weight == "none" else class_weight,
                      random_state=get(params, "seed"))
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from scripts.make_demo_data import SR, synth_clip, write_esc50_zip
+from scripts.make_demo_data import SR, synth_clip, write_esc50_zip, write_freesound_zips
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +47,10 @@ def separable_table(n_per_class: int = 30, n_classes: int = 3, n_features: int =
     table.insert(1, "label", [f"class_{k}" for k in labels])
     table.insert(2, "split", np.where(np.arange(labels.size) % 5 == 0, "valid", "train"))
     return table
+
+
+@pytest.fixture(scope="session")
+def freesound_zips(tmp_path_factory) -> tuple[Path, Path]:
+    """FSDKaggle2019 audio and meta zips: 5 imbalanced classes (12 down to 6 single-label
+    clips), 3 multi-label rows, clips from 0.3 to 30 s."""
+    return write_freesound_zips(tmp_path_factory.mktemp("freesound"), 5, 12, seed=2)

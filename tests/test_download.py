@@ -20,7 +20,8 @@ def params_for(url, sha256=None):
 
 def test_zip_by_path_and_file_url_gives_meta_and_audio_only(esc50_zip, tmp_path):
     out = tmp_path / "raw"
-    assert download("esc50", params_for(esc50_zip), out, tmp_path / "cache") == 60
+    counts = download("esc50", params_for(esc50_zip), out, tmp_path / "cache")
+    assert counts == {"clips_listed": 60, "clips_used": 60, "clips_excluded": 0, "classes": 4}
     assert sorted(p.name for p in (out / "ESC-50-master").iterdir()) == ["audio", "meta"]
     assert len(list((out / "ESC-50-master" / "audio").glob("*.wav"))) == 60
 
@@ -38,7 +39,8 @@ def test_extracted_folder_is_accepted(esc50_zip, tmp_path):
     out = tmp_path / "raw"
     # the archive's top folder, renamed as a git clone would name it
     (tmp_path / "unzipped" / "ESC-50-master").rename(tmp_path / "ESC-50")
-    assert download("esc50", params_for(tmp_path / "ESC-50"), out, tmp_path / "cache") == 60
+    counts = download("esc50", params_for(tmp_path / "ESC-50"), out, tmp_path / "cache")
+    assert counts["clips_used"] == 60
 
 
 def test_checksum_mismatch_fails_and_keeps_previous_output(esc50_zip, tmp_path):
@@ -138,7 +140,7 @@ def test_http_download_is_cached_and_verified(esc50_zip, http_server, tmp_path):
     url = f"{http_server}/{esc50_zip.name}"
     digest = hashlib.sha256(esc50_zip.read_bytes()).hexdigest()
     out, cache = tmp_path / "raw", tmp_path / "cache"
-    assert download("esc50", params_for(url, digest), out, cache) == 60
+    assert download("esc50", params_for(url, digest), out, cache)["clips_used"] == 60
     cached = list(cache.iterdir())
     assert [p.name.endswith("-ESC-50-master.zip") for p in cached] == [True]
     assert cached[0].read_bytes() == esc50_zip.read_bytes()

@@ -1,7 +1,8 @@
-"""End to end: the real dvc.yaml, `dvc repro` and `dvc exp run` on a synthetic ESC-50 archive.
+"""End to end: the real dvc.yaml, `dvc repro` and `dvc exp run` on synthetic archives.
 
 The project is copied into a temporary git repository, params.yaml is pointed at a
-synthetic ESC-50-master.zip, and DVC runs every stage for real.
+synthetic ESC-50-master.zip and synthetic FSDKaggle2019 zips, and DVC runs every stage of
+both datasets for real.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ def copy_project(dest: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, esc50_zip) -> tuple[Path, str]:
+def project(tmp_path_factory, esc50_zip, freesound_zips) -> tuple[Path, str]:
     repo = tmp_path_factory.mktemp("project")
     copy_project(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["datasets"] == ["esc50", "freesound"]
     params["data"]["esc50"]["url"] = str(esc50_zip)
+    params["data"]["freesound"]["audio_url"] = freesound_zips[0].as_uri()
+    params["data"]["freesound"]["meta_url"] = str(freesound_zips[1])
     params["features"]["n_jobs"] = 2
-    # 48 training clips: smaller batches and more steps than the 1,600-clip defaults
+    # 36-48 training clips: smaller batches and more steps than the defaults
     params["nn"].update(epochs=15, lr=0.01, batch_size=16)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=repo)
@@ -98,12 +102,33 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert (repo / "plots/compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (repo / "data/models/esc50/scaler.joblib").is_file()
 
+    compare_md = (repo / "metrics/compare.md").read_text()
+    assert "| FreeSound | NN | [200, 100] |" in compare_md and "1.06%" in compare_md
+    for name in ("ESC-50", "FreeSound"):  # the LinearSVC vs best NN summary
+        assert re.search(rf"\| {name} \| [\d.]+% \| [\d.]+% \(\[[\d, ]+\]\) "
+                         r"\| [+-][\d.]+ points \| (NN|LinearSVC|tie) \|", compare_md)
+
     assert "up to date" in sh("dvc", "status", cwd=repo)
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     files = next(iter(shown.values()))["data"]
     assert {f"metrics/esc50/{m}.json" for m in MODELS} <= set(files)
     sh("dvc", "plots", "show", "-o", str(repo / "plots_html"), cwd=repo)
     assert (repo / "plots_html/index.html").is_file()
+
+
+def test_freesound_runs_in_the_same_repro(project):
+    repo, log = project
+    counts = json.loads((repo / "metrics/freesound/dataset.json").read_text())
+    assert counts == {"clips_listed": 49, "clips_used": 46, "clips_excluded": 3, "classes": 5}
+    for model in MODELS:
+        assert f"Running stage 'train-{model}@freesound'" in log
+        metrics = json.loads((repo / f"metrics/freesound/{model}.json").read_text())
+        assert (metrics["n_train"], metrics["n_valid"], metrics["n_classes"]) == (36, 10, 5)
+        assert metrics["balanced_accuracy"] >= 0.6, (model, metrics)  # chance is 0.2
+        preds = pd.read_csv(repo / f"plots/predictions/freesound/{model}.csv")
+        assert len(preds) == 10 and preds["predicted"].nunique() > 1
+    compare = json.loads((repo / "metrics/compare.json").read_text())
+    assert set(compare) == {"esc50", "freesound"}
 
 
 def test_exp_run_reruns_only_what_the_param_touches(project):
@@ -113,10 +138,18 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
-    assert ran == {"train-nn-2layer@esc50", "compare"}, log
+    assert ran == {"train-nn-2layer@esc50", "train-nn-2layer@freesound", "compare"}, log
     after = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     assert after["nn-2layer"] != before["nn-2layer"]
     assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
     assert "| ESC-50 | NN | [400, 200] |" in (repo / "metrics/compare.md").read_text()
     diff = sh("dvc", "metrics", "diff", "--md", cwd=repo)
     assert "metrics/esc50/nn-2layer.json" in diff
+
+
+def test_exp_run_with_one_dataset(project):
+    repo, _ = project
+    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", cwd=repo)
+    assert "@freesound" not in log
+    compare = json.loads((repo / "metrics/compare.json").read_text())
+    assert set(compare) == {"esc50"}

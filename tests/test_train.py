@@ -11,9 +11,9 @@ from tests.conftest import separable_table
 
 PARAMS = {
     "seed": 42,
-    "svc": {"C": 1.0, "max_iter": 1000, "dual": False},
+    "svc": {"C": 1.0, "max_iter": 1000, "dual": False, "class_weight": "none"},
     "nn": {"layers": [32, 16], "epochs": 8, "lr": 0.01, "batch_size": 16, "ps": 0.0,
-           "embed_p": 0.0, "wd": None},
+           "embed_p": 0.0, "wd": None, "class_weights": "none"},
     "nn_deep": {"layers": [32, 16, 8]},
 }
 
