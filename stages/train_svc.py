@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
             warnings.simplefilter("always", ConvergenceWarning)
             model.fit(x_train, y_train)
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            print(f"train-svc: LinearSVC did not converge in {model.max_iter} iterations "
-                  "(as in the original run); raise svc.max_iter or scale the features")
+            print(f"train-svc: LinearSVC did not converge in {model.max_iter} iterations; "
+                  "the scores are those of the last iteration (raise svc.max_iter to go on)")
         predicted = model.predict(split.xy("valid")[0])
         metrics = write_results("LinearSVC", split, predicted, args.metrics, args.predictions)
     except (ParamError, TrainingError) as exc:
