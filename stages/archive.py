@@ -1,8 +1,9 @@
 """Fetching dataset archives (http(s), file:// or a local path) and extracting them safely.
 
 Remote archives are streamed with a progress bar into a download cache folder as a
-``.part`` file, checked against their SHA-256 when one is given, and renamed into place
-only when complete. Extraction refuses members that would land outside the target
+``.part`` file (resumed with HTTP Range requests after a dropped connection, retried with
+exponential backoff), checked against their SHA-256 when one is given, and renamed into
+place only when complete. Extraction refuses members that would land outside the target
 (absolute paths, ``..``, links) before writing anything.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import stat
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
@@ -18,8 +20,10 @@ from urllib.parse import unquote, urlparse
 import requests
 from tqdm import tqdm
 
-CHUNK = 1 << 20
-TIMEOUT_S = 60
+CHUNK = 1 << 16  # small enough that a dropped connection loses little
+TIMEOUT_S = (15, 60)  # seconds to connect, and to wait for the next bytes
+RETRIES = 4
+BACKOFF_S = 2.0
 
 
 class DownloadError(RuntimeError):
@@ -56,21 +60,63 @@ def verify_sha256(path: Path, expected: str | None, what: str) -> None:
         )
 
 
-def _download(url: str, dest: Path) -> None:
+class _Incomplete(Exception):
+    """The server closed the connection before the whole file arrived."""
+
+
+def _stream(url: str, part: Path) -> None:
+    """Append the rest of ``url`` to ``part``, resuming with an HTTP Range request."""
+    done = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={done}-"} if done else {}
+    with requests.get(url, stream=True, timeout=TIMEOUT_S, headers=headers) as response:
+        if response.status_code == 416:  # nothing left to send: start again to be sure
+            part.unlink()
+            raise _Incomplete("server refused the resume range")
+        response.raise_for_status()
+        if done and response.status_code != 206:
+            done = 0  # the server ignored the Range header: start from the beginning
+        length = response.headers.get("content-length")
+        total = done + int(length) if length else None
+        with open(part, "ab" if done else "wb") as f, tqdm(
+            total=total, initial=done, unit="B", unit_scale=True, desc=f"download {part.name}"
+        ) as bar:
+            for chunk in response.iter_content(CHUNK):
+                f.write(chunk)
+                bar.update(len(chunk))
+    if total is not None and part.stat().st_size < total:
+        raise _Incomplete(f"got {part.stat().st_size} of {total} bytes")
+
+
+def _download(url: str, dest: Path, retries: int = RETRIES, backoff_s: float = BACKOFF_S) -> None:
+    """Download ``url`` to ``dest`` through ``dest.part``, retrying with exponential backoff.
+
+    Each retry resumes where the partial file ends; an interrupted stage resumes the same
+    way on its next run. ``dest`` appears only once complete.
+    """
     part = dest.with_name(dest.name + ".part")
-    try:
-        with requests.get(url, stream=True, timeout=TIMEOUT_S) as response:
-            response.raise_for_status()
-            total = int(response.headers.get("content-length", 0)) or None
-            with open(part, "wb") as f, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {dest.name}"
-            ) as bar:
-                for chunk in response.iter_content(CHUNK):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        part.replace(dest)
-    except requests.RequestException as exc:
-        raise DownloadError(f"could not download {url}: {exc}") from exc
+    for attempt in range(retries + 1):
+        try:
+            _stream(url, part)
+            part.replace(dest)
+            return
+        except requests.HTTPError as exc:
+            status = exc.response.status_code
+            if status < 500 and status != 429:  # not found, forbidden...: retrying won't help
+                raise DownloadError(f"could not download {url}: {exc}") from None
+            error: Exception = exc
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError, _Incomplete) as exc:
+            error = exc  # a dropped or stalled connection: resume after a pause
+        except requests.RequestException as exc:  # a malformed URL and the like
+            raise DownloadError(f"could not download {url}: {exc}") from None
+        if attempt == retries:
+            raise DownloadError(
+                f"could not download {url} after {retries + 1} attempts: {error}"
+            ) from None
+        wait = backoff_s * 2**attempt
+        have = part.stat().st_size if part.exists() else 0
+        print(f"download interrupted ({error}); retrying in {wait:g} s from byte {have}")
+        time.sleep(wait)
 
 
 def fetch(url: str, sha256: str | None, cache_dir: Path, param: str) -> Path:
@@ -102,9 +148,9 @@ def fetch(url: str, sha256: str | None, cache_dir: Path, param: str) -> Path:
             ) from None
     try:
         verify_sha256(dest, sha256, url)
-    except DownloadError:
-        dest.unlink()
-        raise
+    except DownloadError as exc:
+        dest.unlink()  # a later run downloads it afresh
+        raise DownloadError(f"{exc}; the downloaded file was deleted") from None
     return dest
 
 

@@ -9,11 +9,13 @@ spectrogram is computed from the STFT already taken (``S=|stft|**2``), which is 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
+import soundfile as sf
 
 BLOCKS = ("stft", "mel", "cqt")
 
@@ -51,11 +53,28 @@ def feature_names(params: FeatureParams) -> list[str]:
     return names
 
 
+class AudioError(ValueError):
+    """A file that cannot be used as a clip: unreadable, empty or truncated."""
+
+
 def load_clip(path: str | Path, params: FeatureParams) -> np.ndarray:
     """The first ``duration`` seconds of a clip, mono at ``sr``, zero-padded to full length.
 
-    Only the frames needed are decoded (``librosa.load`` with ``duration``).
+    Only the frames needed are decoded (``librosa.load`` with ``duration``); stereo is
+    averaged to mono and other sample rates are resampled, as librosa does.
     """
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"not a readable audio file ({exc})") from None
+    if info.frames == 0:
+        raise AudioError("contains no audio samples")
+    # libsndfile reads a truncated WAV without error, logging "data : <header> (should be
+    # <actual>)"; a header larger than the data means the file was cut short.
+    cut = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info, re.M)
+    if cut and int(cut[1]) > int(cut[2]):
+        raise AudioError(f"truncated: its header announces {cut[1]} bytes of audio, "
+                         f"the file holds {cut[2]}")
     y, _ = librosa.load(path, sr=params.sr, duration=params.duration)
     if len(y) < params.n_samples:
         y = np.pad(y, (0, params.n_samples - len(y)))

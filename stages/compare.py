@@ -17,7 +17,7 @@ import pandas as pd
 
 from stages.evaluate import METRICS, classification_metrics
 from stages.io import write_json, write_text
-from stages.params import ParamError, get, layers, load_params
+from stages.params import ParamError, get, load_params
 from stages.plotting import comparison_chart
 
 # model id (as in paths) -> (display name, params key of its architecture)
@@ -40,7 +40,7 @@ DATASET_NAMES = {"esc50": "ESC-50", "freesound": "FreeSound"}
 def collect(pred_dir: Path, params: dict) -> pd.DataFrame:
     """One row per dataset x model: architecture, scores, and the published figures."""
     rows = []
-    for dataset in get(params, "datasets"):
+    for dataset in params["datasets"]:
         for model, (display, arch_key) in MODELS.items():
             path = pred_dir / dataset / f"{model}.csv"
             if not path.is_file():
@@ -49,7 +49,7 @@ def collect(pred_dir: Path, params: dict) -> pd.DataFrame:
             published = PUBLISHED.get((dataset, model), (None, None, None))
             rows.append({
                 "dataset": dataset, "model": model, "display": display,
-                "architecture": str(layers(params, arch_key)) if arch_key else "-",
+                "architecture": str(get(params, arch_key)) if arch_key else "-",
                 **classification_metrics(preds["actual"], preds["predicted"]),
                 "published_accuracy": published[0], "published_balanced_accuracy": published[1],
                 "published_f1_weighted": published[2],

@@ -11,6 +11,7 @@ how many are used and how many are excluded (FreeSound's multi-label clips).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,18 +24,23 @@ from stages.params import ParamError, get, load_params
 def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> dict[str, int]:
     """Build OUT_DIR for ``dataset``; returns its clip and class counts."""
     adapter = adapter_for(dataset)
+    urls = []
     with atomic_dir(out_dir) as tmp:
         for source in adapter.sources:
             url_key = f"data.{dataset}.{source.url_key}"
-            url = str(get(params, url_key))
+            urls.append(url := str(get(params, url_key)))
             sha256 = params["data"][dataset].get(source.sha256_key)
             path = fetch(url, sha256, cache_dir, param=url_key)
             if path.is_dir():
                 copy_folder(path, source.members, tmp)
             else:
                 extract(path, source.members, tmp)
-        listed = adapter.listed(tmp)
-        check_clips_present(tmp, adapter, listed)
+        try:
+            listed = adapter.listed(tmp)
+            check_clips_present(tmp, adapter, listed)
+        except LayoutError as exc:  # name the files as they are inside the archives
+            inside = str(exc).replace(f"{tmp}{os.sep}", "")
+            raise LayoutError(f"in {' + '.join(urls)}: {inside}") from None
     return summary(listed)
 
 

@@ -23,7 +23,7 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, RobustScale
 from stages.audio import feature_columns
 from stages.datasets import adapter_for
 from stages.io import write_with
-from stages.params import SCALERS, ParamError, choice, load_params
+from stages.params import SCALERS, ParamError, load_params
 
 SCALER_CLASSES = {
     "none": FunctionTransformer,
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("scaler_out", type=Path)
     args = parser.parse_args(argv)
-    params = load_params()
     try:
-        scaler_name = choice(params, "normalize.scaler", SCALERS)
+        params = load_params()
+        scaler_name = params["normalize"]["scaler"]
         table = pd.read_parquet(args.features)
         is_valid = adapter_for(args.dataset).validation_mask(table, params)
         out, scaler = normalize(table, is_valid, scaler_name)

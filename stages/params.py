@@ -1,11 +1,16 @@
 """Reading params.yaml and rejecting bad values before any work is done.
 
-Every check names the key at fault and what is allowed, so a typo in
-``dvc exp run -S ...`` fails in a second with a useful message, not an hour later.
+:data:`SCHEMA` names every key the pipeline reads and what it accepts. Every stage loads
+its params through :func:`load_params`, which checks the whole file: a mistyped key, a
+missing one or a bad value stops the stage at once with every problem listed, each naming
+the key and what is allowed.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,56 +18,169 @@ import yaml
 
 PARAMS_FILE = "params.yaml"
 SCALERS = ("none", "standard", "minmax", "robust")
+CLASS_WEIGHTS = ("none", "balanced")
+
+# A validator returns what is wrong with a value, or None when it is fine.
+Validator = Callable[[Any], str | None]
 
 
 class ParamError(ValueError):
     """A value in params.yaml that the pipeline cannot use."""
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    with open(path) as f:
-        params = yaml.safe_load(f)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def integer(minimum: int) -> Validator:
+    return lambda v: None if _is_int(v) and v >= minimum else (
+        f"must be an integer >= {minimum}")
+
+
+def positive_number(v: Any) -> str | None:
+    return None if _is_number(v) and v > 0 else "must be a positive number"
+
+
+def fraction(v: Any) -> str | None:
+    return None if _is_number(v) and 0 < v < 1 else "must be a fraction between 0 and 1"
+
+
+def probability(v: Any) -> str | None:
+    return None if _is_number(v) and 0 <= v < 1 else "must be a probability in [0, 1)"
+
+
+def one_of(*allowed: Any) -> Validator:
+    listing = ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+    return lambda v: None if any(v is a or (v == a and type(v) is type(a)) for a in allowed) else (
+        f"must be one of {listing}")
+
+
+def layer_list(v: Any) -> str | None:
+    ok = isinstance(v, list) and v and all(_is_int(n) and n > 0 for n in v)
+    return None if ok else "must be a non-empty list of positive integers, e.g. [200, 100]"
+
+
+def location(v: Any) -> str | None:
+    return None if isinstance(v, str) and v.strip() else (
+        "must be an http(s) or file:// URL, or a local path")
+
+
+def sha256(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v))
+    return None if ok else "must be null or a 64-character hex SHA-256 digest"
+
+
+def n_jobs(v: Any) -> str | None:
+    return None if _is_int(v) and v != 0 else "must be a non-zero integer (-1 = all cores)"
+
+
+def weight_decay(v: Any) -> str | None:
+    ok = v is None or (_is_number(v) and v >= 0)
+    return None if ok else "must be null (fastai's default) or a non-negative number"
+
+
+SCHEMA: dict[str, Validator] = {
+    "seed": integer(0),
+    "datasets": lambda v: None,  # checked against the data sections in validate()
+    "data.esc50.url": location,
+    "data.esc50.sha256": sha256,
+    "data.esc50.valid_fold": integer(1),
+    "data.freesound.audio_url": location,
+    "data.freesound.audio_sha256": sha256,
+    "data.freesound.meta_url": location,
+    "data.freesound.meta_sha256": sha256,
+    "data.freesound.valid_size": fraction,
+    "data.freesound.split_seed": integer(0),
+    "features.sr": integer(1),
+    "features.duration": positive_number,
+    "features.n_fft": integer(16),
+    "features.hop_length": integer(1),
+    "features.n_mels": integer(1),
+    "features.cqt_bins": integer(1),
+    "features.n_jobs": n_jobs,
+    "features.on_error": one_of("fail", "skip"),
+    "normalize.scaler": one_of(*SCALERS),
+    "svc.C": positive_number,
+    "svc.max_iter": integer(1),
+    "svc.dual": one_of(True, False, "auto"),
+    "svc.class_weight": one_of(*CLASS_WEIGHTS),
+    "nn.layers": layer_list,
+    "nn.epochs": integer(1),
+    "nn.lr": positive_number,
+    "nn.batch_size": integer(1),
+    "nn.ps": probability,
+    "nn.embed_p": probability,
+    "nn.wd": weight_decay,
+    "nn.class_weights": one_of(*CLASS_WEIGHTS),
+    "nn_deep.layers": layer_list,
+}
+DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"nn": {"lr": 1}}`` -> ``{"nn.lr": 1}``; lists and scalars are leaves."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def problems(params: dict) -> list[str]:
+    """Every problem with ``params``, one line each; empty when it is valid."""
+    flat = flatten(params)
+    found = []
+    for key in flat.keys() - SCHEMA.keys():
+        close = difflib.get_close_matches(key, list(SCHEMA), n=1)
+        found.append(f"'{key}' is not a known key" + (f" (did you mean '{close[0]}'?)"
+                                                      if close else ""))
+    found += [f"'{key}' is missing" for key in SCHEMA.keys() - flat.keys()]
+    for key, validator in SCHEMA.items():
+        if key in flat and (why := validator(flat[key])):
+            found.append(f"'{key}' {why}; got {flat[key]!r}")
+    names = flat.get("datasets")
+    if not (isinstance(names, list) and names and set(names) <= set(DATASETS)
+            and len(set(names)) == len(names)):
+        found.append(f"'datasets' must be a non-empty list of distinct names from "
+                     f"{', '.join(DATASETS)}; got {names!r}")
+    return sorted(found)
+
+
+def validate(params: dict, source: str = PARAMS_FILE) -> dict:
     if not isinstance(params, dict):
-        raise ParamError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+        raise ParamError(f"{source}: expected a mapping of sections, got {params!r}")
+    found = problems(params)
+    if found:
+        raise ParamError(f"{source}: " + "\n  ".join(["invalid parameters:", *found]))
     return params
 
 
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """The validated contents of params.yaml."""
+    try:
+        with open(path) as f:
+            params = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{path}: not valid YAML ({exc})") from None
+    return validate(params, str(path))
+
+
 def get(params: dict, key: str) -> Any:
-    """``get(params, "nn.layers")``: a dotted key, with an error naming it when absent."""
+    """``get(params, "nn.layers")``: the value of a dotted key."""
     node: Any = params
     for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamError(f"params.yaml: missing key '{key}'")
         node = node[part]
     return node
 
 
 def check(ok: bool, key: str, message: str) -> None:
+    """For checks that need the data (a fold that must exist in the dataset, say)."""
     if not ok:
         raise ParamError(f"params.yaml: '{key}' {message}")
-
-
-def positive_number(params: dict, key: str, integer: bool = False) -> Any:
-    value = get(params, key)
-    kind = int if integer else (int, float)
-    check(
-        isinstance(value, kind) and not isinstance(value, bool) and value > 0,
-        key, f"must be a positive {'integer' if integer else 'number'}, got {value!r}",
-    )
-    return value
-
-
-def choice(params: dict, key: str, allowed: tuple[str, ...]) -> str:
-    value = get(params, key)
-    check(value in allowed, key, f"must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
-def layers(params: dict, key: str) -> list[int]:
-    value = get(params, key)
-    check(
-        isinstance(value, list) and len(value) > 0
-        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value),
-        key, f"must be a non-empty list of positive integers, got {value!r}",
-    )
-    return value

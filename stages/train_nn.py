@@ -39,15 +39,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from stages.evaluate import Split, TrainingError, write_results
 from stages.io import atomic_dir, write_with
-from stages.params import (
-    ParamError,
-    check,
-    choice,
-    get,
-    layers,
-    load_params,
-    positive_number,
-)
+from stages.params import ParamError, get, load_params
 
 
 class NaNGuard(Callback):
@@ -64,25 +56,8 @@ class NaNGuard(Callback):
 
 
 def nn_settings(params: dict, layers_key: str) -> dict:
-    """The validated training settings: `nn` with ``layers`` taken from LAYERS_KEY."""
-    settings = {
-        "layers": layers(params, layers_key),
-        "epochs": positive_number(params, "nn.epochs", integer=True),
-        "lr": positive_number(params, "nn.lr"),
-        "batch_size": positive_number(params, "nn.batch_size", integer=True),
-        "seed": get(params, "seed"),
-    }
-    for key in ("ps", "embed_p"):
-        value = get(params, f"nn.{key}")
-        check(isinstance(value, (int, float)) and 0 <= value < 1, f"nn.{key}",
-              f"must be a dropout probability in [0, 1), got {value!r}")
-        settings[key] = value
-    wd = get(params, "nn.wd")
-    check(wd is None or (isinstance(wd, (int, float)) and wd >= 0), "nn.wd",
-          f"must be null (fastai's default) or a non-negative number, got {wd!r}")
-    settings["wd"] = wd
-    settings["class_weights"] = choice(params, "nn.class_weights", ("none", "balanced"))
-    return settings
+    """The training settings: the `nn` section with ``layers`` taken from LAYERS_KEY."""
+    return {**params["nn"], "layers": get(params, layers_key), "seed": params["seed"]}
 
 
 def make_learner(split: Split, settings: dict) -> Learner:

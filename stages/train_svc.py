@@ -19,20 +19,14 @@ from sklearn.svm import LinearSVC
 
 from stages.evaluate import Split, TrainingError, write_results
 from stages.io import write_with
-from stages.params import ParamError, check, choice, get, load_params, positive_number
+from stages.params import ParamError, load_params
 
 
 def make_svc(params: dict) -> LinearSVC:
-    positive_number(params, "svc.C")
-    positive_number(params, "svc.max_iter", integer=True)
-    dual = get(params, "svc.dual")
-    check(isinstance(dual, bool) or dual == "auto", "svc.dual",
-          f"must be true, false or auto, got {dual!r}")
-    class_weight = choice(params, "svc.class_weight", ("none", "balanced"))
     svc = params["svc"]
-    return LinearSVC(C=svc["C"], max_iter=svc["max_iter"], dual=dual,
-                     class_weight=None if class_weight == "none" else class_weight,
-                     random_state=get(params, "seed"))
+    return LinearSVC(C=svc["C"], max_iter=svc["max_iter"], dual=svc["dual"],
+                     class_weight=None if svc["class_weight"] == "none" else "balanced",
+                     random_state=params["seed"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,7 +55,8 @@ def test_other_sample_rate_is_resampled_and_short_clip_padded(wav):
 
 def test_parallel_extraction_keeps_order_and_reports_every_bad_file(wav, tmp_path):
     paths = [wav(f"{k}.wav", target=k, seconds=1.0) for k in range(3)]
-    values = extract_features(paths, FP, n_jobs=2)
+    values, errors = extract_features(paths, FP, n_jobs=2)
+    assert errors == {}
     np.testing.assert_allclose(values[2], reference_features(paths[2]), rtol=1e-4)
     assert not np.allclose(values[0], values[1])
 

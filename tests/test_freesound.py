@@ -26,7 +26,7 @@ def freesound_params(audio, meta):
         "data": {"freesound": {"audio_url": str(audio), "meta_url": meta.as_uri(),
                                "audio_sha256": None, "meta_sha256": None, **FREESOUND}},
         "features": {"sr": 44100, "duration": 5.0, "n_fft": 2048, "hop_length": 512,
-                     "n_mels": 128, "cqt_bins": 84, "n_jobs": 2},
+                     "n_mels": 128, "cqt_bins": 84, "n_jobs": 2, "on_error": "fail"},
     }
 
 
@@ -40,7 +40,9 @@ def raw(freesound_zips, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def features(raw, freesound_zips):
-    return build_table("freesound", raw[0], freesound_params(*freesound_zips))
+    table, skipped = build_table("freesound", raw[0], freesound_params(*freesound_zips))
+    assert skipped.empty
+    return table
 
 
 def test_download_keeps_the_zenodo_layout_and_counts_multilabel_clips(raw):

@@ -116,6 +116,18 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert (repo / "plots_html/index.html").is_file()
 
 
+def test_forced_rerun_gives_identical_results(project):
+    repo, _ = project
+    assert json.loads((repo / "metrics/esc50/features.json").read_text()) == {
+        "clips": 60, "skipped": 0}
+    outputs = [f"metrics/esc50/{m}.json" for m in MODELS] + [
+        f"plots/predictions/esc50/{m}.csv" for m in MODELS]
+    before = {path: (repo / path).read_bytes() for path in outputs}
+    for model in MODELS:
+        sh("dvc", "repro", "-f", "-s", f"train-{model}@esc50", cwd=repo)
+    assert {path: (repo / path).read_bytes() for path in outputs} == before
+
+
 def test_freesound_runs_in_the_same_repro(project):
     repo, log = project
     counts = json.loads((repo / "metrics/freesound/dataset.json").read_text())

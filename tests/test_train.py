@@ -1,6 +1,5 @@
 """Model training: a categorical target whatever the label dtype, and the NaN guard."""
 
-import numpy as np
 import pytest
 from dvclive import Live
 
@@ -66,13 +65,3 @@ def test_svc_on_separable_data(tmp_path):
     x_valid, y_valid = split.xy("valid")
     assert (svc.predict(x_valid) == y_valid).mean() > 0.9
     assert svc.random_state == 42 and svc.dual is False
-
-
-def test_bad_nn_params_name_the_key():
-    bad = {**PARAMS, "nn": {**PARAMS["nn"], "layers": []}}
-    with pytest.raises(ValueError, match=r"'nn\.layers' must be a non-empty list"):
-        nn_settings(bad, "nn.layers")
-    bad = {**PARAMS, "nn": {**PARAMS["nn"], "lr": -1}}
-    with pytest.raises(ValueError, match=r"'nn\.lr' must be a positive number, got -1"):
-        nn_settings(bad, "nn.layers")
-    assert np.isclose(nn_settings(PARAMS, "nn.layers")["lr"], 0.01)

@@ -1,0 +1,83 @@
+"""params.yaml mistakes are rejected before any work, naming the key and what is allowed."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from stages.datasets import ADAPTERS
+from stages.params import DATASETS, ParamError, load_params, validate
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def params():
+    return load_params(REPO / "params.yaml")
+
+
+def test_shipped_params_are_valid_and_cover_every_adapter(params):
+    assert set(DATASETS) == set(ADAPTERS)
+    assert params["datasets"] == ["esc50", "freesound"]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("normalize.scaler", "zscore",
+     "'normalize.scaler' must be one of none, standard, minmax, robust; got 'zscore'"),
+    ("nn.layers", [], "'nn.layers' must be a non-empty list of positive integers"),
+    ("nn.layers", [200, 0], "'nn.layers' must be a non-empty list of positive integers"),
+    ("nn_deep.layers", "400,300", "'nn_deep.layers' must be a non-empty list"),
+    ("nn.lr", -0.001, "'nn.lr' must be a positive number; got -0.001"),
+    ("nn.epochs", 2.5, "'nn.epochs' must be an integer >= 1; got 2.5"),
+    ("nn.ps", 1.5, "'nn.ps' must be a probability in [0, 1)"),
+    ("nn.class_weights", "inverse", "'nn.class_weights' must be one of none, balanced"),
+    ("svc.dual", "yes", "'svc.dual' must be one of true, false, auto; got 'yes'"),
+    ("svc.C", 0, "'svc.C' must be a positive number; got 0"),
+    ("features.n_jobs", 0, "'features.n_jobs' must be a non-zero integer"),
+    ("features.on_error", "ignore", "'features.on_error' must be one of fail, skip"),
+    ("data.esc50.sha256", "abc", "'data.esc50.sha256' must be null or a 64-character hex"),
+    ("data.freesound.valid_size", 20, "'data.freesound.valid_size' must be a fraction"),
+    ("datasets", ["esc50", "fsd50k"], "'datasets' must be a non-empty list of distinct names "
+                                      "from esc50, freesound; got ['esc50', 'fsd50k']"),
+    ("datasets", [], "'datasets' must be a non-empty list"),
+])
+def test_bad_value_names_key_and_allowed_values(params, key, value, message):
+    section, _, leaf = key.rpartition(".")
+    node = params
+    for part in filter(None, section.split(".")):
+        node = node[part]
+    node[leaf or key] = value
+    with pytest.raises(ParamError) as err:
+        validate(params)
+    assert message in str(err.value)
+
+
+def test_typo_and_missing_key_are_named_with_a_suggestion(params):
+    params["nn"]["layer"] = params["nn"].pop("layers")
+    with pytest.raises(ParamError) as err:
+        validate(params)
+    assert "'nn.layer' is not a known key (did you mean 'nn.layers'?)" in str(err.value)
+    assert "'nn.layers' is missing" in str(err.value)
+
+
+def test_every_problem_is_listed_at_once(params):
+    params["nn"]["lr"] = -1
+    params["normalize"]["scaler"] = "zscore"
+    with pytest.raises(ParamError) as err:
+        validate(params)
+    assert "'nn.lr'" in str(err.value) and "'normalize.scaler'" in str(err.value)
+
+
+def test_a_stage_rejects_bad_params_before_any_work(tmp_path, params):
+    """train-svc with a bad param exits at once, naming it, and writes nothing."""
+    params["svc"]["class_weight"] = "auto"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train_svc", "missing.parquet", "m.joblib", "m.json",
+         "p.csv"], cwd=tmp_path, capture_output=True, text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+    )
+    assert result.returncode != 0
+    assert "'svc.class_weight' must be one of none, balanced; got 'auto'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
