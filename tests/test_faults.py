@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from stages import feature_extraction
+from stages import archive, feature_extraction
 from stages.archive import DownloadError, _download
 from stages.audio import FeatureParams
 from stages.datasets import LayoutError
@@ -99,6 +99,32 @@ def test_giving_up_names_the_url_and_keeps_the_partial_file(flaky_server, tmp_pa
         _download(url, dest, retries=2, backoff_s=0.01)
     assert not dest.exists()
     assert dest.with_name("file.zip.part").stat().st_size > 0  # resumed by the next run
+
+
+def test_stalled_server_times_out_and_is_retried(tmp_path, monkeypatch):
+    release = threading.Event()
+
+    class Stall(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            release.wait(10)  # send nothing: the client's read timeout must fire
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(archive, "TIMEOUT_S", (2, 0.3))
+    url = f"http://127.0.0.1:{server.server_address[1]}/slow.zip"
+    try:
+        with pytest.raises(DownloadError, match=r"after 2 attempts: .*[Rr]ead timed out"):
+            _download(url, tmp_path / "slow.zip", retries=1, backoff_s=0.01)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
 def test_http_error_is_not_retried(tmp_path):

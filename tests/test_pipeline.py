@@ -24,7 +24,7 @@ from tests.conftest import REPO
 MODELS = ("svc", "nn-2layer", "nn-5layer")
 
 
-def sh(*cmd: str, cwd: Path) -> str:
+def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -34,7 +34,7 @@ def sh(*cmd: str, cwd: Path) -> str:
     }
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output}"
+    assert (result.returncode == 0) == ok, f"{' '.join(cmd)} exited {result.returncode}:\n{output}"
     return output
 
 
@@ -126,6 +126,23 @@ def test_forced_rerun_gives_identical_results(project):
     for model in MODELS:
         sh("dvc", "repro", "-f", "-s", f"train-{model}@esc50", cwd=repo)
     assert {path: (repo / path).read_bytes() for path in outputs} == before
+
+
+def test_failed_download_keeps_the_previous_dataset(project):
+    repo, _ = project
+    raw = repo / "data/raw/esc50"
+    before = sorted((p.relative_to(raw), p.stat().st_size) for p in raw.rglob("*"))
+    params = (repo / "params.yaml").read_text()
+    bad = yaml.safe_load(params)
+    bad["data"]["esc50"]["url"] = str(repo / "no-such-archive.zip")
+    (repo / "params.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    try:
+        log = sh("dvc", "repro", "download@esc50", cwd=repo, ok=False)
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert "data.esc50.url: " in log and "no-such-archive.zip does not exist" in log
+    assert sorted((p.relative_to(raw), p.stat().st_size) for p in raw.rglob("*")) == before
+    assert "up to date" in sh("dvc", "status", cwd=repo)
 
 
 def test_freesound_runs_in_the_same_repro(project):
