@@ -102,6 +102,10 @@ SCHEMA: dict[str, Validator] = {
     "features.n_mels": integer(1),
     "features.cqt_bins": integer(1),
     "features.n_jobs": n_jobs,
+    "features.batch_size": integer(1),
+    "features.backend": one_of("local", "dask"),
+    "features.scheduler": lambda v: None if v is None or (isinstance(v, str) and v) else (
+        "must be null or a Dask scheduler address such as tcp://host:8786"),
     "features.on_error": one_of("fail", "skip"),
     "normalize.scaler": one_of(*SCALERS),
     "svc.C": positive_number,

@@ -284,12 +284,12 @@ def test_killed_extraction_leaves_previous_outputs(esc50_zip, tmp_path):
     for name, data in previous.items():
         (tmp_path / name).write_bytes(data)
     cmd = [sys.executable, "-m", "stages.feature_extraction", "esc50", "raw",
-           "features.parquet", "features.json", "skipped.csv"]
+           "features.parquet", "features.json", "skipped.csv", "--cache", "cache"]
     run_stage_and_kill(cmd, tmp_path, lambda log: re.search(r" [1-9]\d*/60 \[", log),
                        signal.SIGKILL)
     for name, data in previous.items():
         assert (tmp_path / name).read_bytes() == data
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == sorted(
         [*previous, "params.yaml", "raw"])
 
 
@@ -326,7 +326,8 @@ def test_skip_mode_stage_records_skipped_clips(esc50_zip, tmp_path, monkeypatch)
     params["features"].update(n_jobs=1, on_error="skip")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    feature_extraction.main(["esc50", "raw", "f.parquet", "f.json", "skipped.csv"])
+    args = ["esc50", "raw", "f.parquet", "f.json", "skipped.csv", "--cache", "cache"]
+    feature_extraction.main(args)
     assert json.loads(Path("f.json").read_text()) == {"clips": 59, "skipped": 1}
     skipped = pd.read_csv("skipped.csv")
     assert list(skipped["filename"]) == ["2-102000-A-0.wav"]
@@ -337,5 +338,5 @@ def test_skip_mode_stage_records_skipped_clips(esc50_zip, tmp_path, monkeypatch)
     params["features"]["on_error"] = "fail"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SystemExit, match="(?s)1 of 60 clips failed.*2-102000-A-0.wav: AudioError"):
-        feature_extraction.main(["esc50", "raw", "f.parquet", "f.json", "skipped.csv"])
+        feature_extraction.main(args)
     assert len(pd.read_parquet("f.parquet")) == 59  # the previous output is untouched

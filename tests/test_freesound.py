@@ -12,7 +12,7 @@ from stages.audio import FeatureParams, file_features
 from stages.datasets import FreeSound, LayoutError
 from stages.download import download
 from stages.evaluate import Split, classification_metrics
-from stages.feature_extraction import build_table
+from stages.feature_extraction import run
 from stages.normalize import normalize
 from stages.params import ParamError
 from stages.train_nn import predict
@@ -26,7 +26,8 @@ def freesound_params(audio, meta):
         "data": {"freesound": {"audio_url": str(audio), "meta_url": meta.as_uri(),
                                "audio_sha256": None, "meta_sha256": None, **FREESOUND}},
         "features": {"sr": 44100, "duration": 5.0, "n_fft": 2048, "hop_length": 512,
-                     "n_mels": 128, "cqt_bins": 84, "n_jobs": 2, "on_error": "fail"},
+                     "n_mels": 128, "cqt_bins": 84, "n_jobs": 2, "on_error": "fail",
+                     "batch_size": 8, "backend": "local", "scheduler": None},
     }
 
 
@@ -39,10 +40,12 @@ def raw(freesound_zips, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def features(raw, freesound_zips):
-    table, skipped = build_table("freesound", raw[0], freesound_params(*freesound_zips))
+def features(raw, freesound_zips, tmp_path_factory):
+    out = tmp_path_factory.mktemp("features")
+    skipped = run("freesound", raw[0], freesound_params(*freesound_zips), out / "f.parquet",
+                  out / "f.json", out / "skipped.csv", out / "cache")
     assert skipped.empty
-    return table
+    return pd.read_parquet(out / "f.parquet")
 
 
 def test_download_keeps_the_zenodo_layout_and_counts_multilabel_clips(raw):
