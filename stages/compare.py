@@ -1,10 +1,14 @@
 """Stage `compare`: one table of every dataset x model beside the originally published figures.
 
     python -m stages.compare PREDICTIONS_DIR COMPARE_JSON COMPARE_MD COMPARE_PNG
+                             CONFUSION_DIR PER_CLASS_DIR
 
 Scores are recomputed from each model's validation predictions
 (``PREDICTIONS_DIR/<dataset>/<model>.csv``) with the same function the model stages use,
-so the table and ``metrics/<dataset>/<model>.json`` agree by construction.
+so the table and ``metrics/<dataset>/<model>.json`` agree by construction. For review it
+also draws, from the same predictions, a normalized confusion matrix with class names per
+dataset x model (CONFUSION_DIR/<dataset>/<model>.png) and the per-class accuracy of every
+model per dataset (PER_CLASS_DIR/<dataset>.png).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 from stages.evaluate import METRICS, classification_metrics
 from stages.io import write_json, write_text
 from stages.params import ParamError, get, load_params
-from stages.plotting import comparison_chart
+from stages.plotting import comparison_chart, confusion_image, per_class_chart
 
 # model id (as in paths) -> (display name, params key of its architecture)
 MODELS = {"svc": ("LinearSVC", None), "nn-2layer": ("NN", "nn.layers"),
@@ -37,23 +41,31 @@ PUBLISHED_ARCH = {"nn-2layer": "[200, 100]", "nn-5layer": "[400, 300, 200, 100, 
 DATASET_NAMES = {"esc50": "ESC-50", "freesound": "FreeSound"}
 
 
-def collect(pred_dir: Path, params: dict) -> pd.DataFrame:
-    """One row per dataset x model: architecture, scores, and the published figures."""
-    rows = []
+def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.DataFrame]:
+    """The validation predictions of every dataset x model, keyed by (dataset, model)."""
+    found = {}
     for dataset in params["datasets"]:
-        for model, (display, arch_key) in MODELS.items():
+        for model in MODELS:
             path = pred_dir / dataset / f"{model}.csv"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: run the train stages first")
-            preds = pd.read_csv(path, dtype=str, keep_default_na=False)
-            published = PUBLISHED.get((dataset, model), (None, None, None))
-            rows.append({
-                "dataset": dataset, "model": model, "display": display,
-                "architecture": str(get(params, arch_key)) if arch_key else "-",
-                **classification_metrics(preds["actual"], preds["predicted"]),
-                "published_accuracy": published[0], "published_balanced_accuracy": published[1],
-                "published_f1_weighted": published[2],
-            })
+            found[dataset, model] = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return found
+
+
+def collect(predictions: dict[tuple[str, str], pd.DataFrame], params: dict) -> pd.DataFrame:
+    """One row per dataset x model: architecture, scores, and the published figures."""
+    rows = []
+    for (dataset, model), preds in predictions.items():
+        display, arch_key = MODELS[model]
+        published = PUBLISHED.get((dataset, model), (None, None, None))
+        rows.append({
+            "dataset": dataset, "model": model, "display": display,
+            "architecture": str(get(params, arch_key)) if arch_key else "-",
+            **classification_metrics(preds["actual"], preds["predicted"]),
+            "published_accuracy": published[0], "published_balanced_accuracy": published[1],
+            "published_f1_weighted": published[2],
+        })
     return pd.DataFrame(rows)
 
 
@@ -113,13 +125,15 @@ def markdown_table(rows: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("predictions_dir", "json", "md", "png"):
+    for name in ("predictions_dir", "json", "md", "png", "confusion_dir", "per_class_dir"):
         parser.add_argument(name, type=Path)
     args = parser.parse_args(argv)
     try:
-        rows = collect(args.predictions_dir, load_params())
+        params = load_params()
+        predictions = load_predictions(args.predictions_dir, params)
     except (ParamError, FileNotFoundError) as exc:
         sys.exit(f"compare: {exc}")
+    rows = collect(predictions, params)
     summary: dict = {}
     for r in rows.itertuples():
         summary.setdefault(r.dataset, {})[r.model] = {m: getattr(r, m) for m in METRICS}
@@ -132,7 +146,27 @@ def main(argv: list[str] | None = None) -> None:
         published_accuracy=rows["published_accuracy"].astype(float),
     )
     comparison_chart(chart, args.png)
+    review_images(predictions, rows, args.confusion_dir, args.per_class_dir)
     print(markdown_table(rows))
+
+
+def review_images(predictions: dict[tuple[str, str], pd.DataFrame], rows: pd.DataFrame,
+                  confusion_dir: Path, per_class_dir: Path) -> None:
+    """A normalized confusion matrix per dataset x model and per-class accuracy per dataset."""
+    labels = {(r.dataset, r.model): f"{r.display} {r.architecture}".replace(" -", "")
+              for r in rows.itertuples()}
+    per_class: dict[str, dict[str, pd.Series]] = {}
+    for (dataset, model), preds in predictions.items():
+        name = f"{DATASET_NAMES.get(dataset, dataset)}, {labels[dataset, model]}"
+        confusion_image(preds["actual"], preds["predicted"],
+                        f"{name}: validation confusion (row-normalized)",
+                        confusion_dir / dataset / f"{model}.png")
+        correct = (preds["actual"] == preds["predicted"]).groupby(preds["actual"]).mean()
+        per_class.setdefault(dataset, {})[labels[dataset, model]] = correct
+    for dataset, by_model in per_class.items():
+        per_class_chart(pd.DataFrame(by_model).sort_index(),
+                        f"{DATASET_NAMES.get(dataset, dataset)}: per-class validation accuracy",
+                        per_class_dir / f"{dataset}.png")
 
 
 if __name__ == "__main__":

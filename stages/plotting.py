@@ -40,3 +40,58 @@ def comparison_chart(rows: pd.DataFrame, out: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
+
+
+def confusion_image(actual, predicted, title: str, out: Path) -> None:
+    """Row-normalized confusion matrix with every class name, readable for 74 classes.
+
+    The figure grows with the number of classes; counts are printed in the cells only
+    when there are few enough classes for them to fit.
+    """
+    classes = sorted(set(actual) | set(predicted))
+    index = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)))
+    for a, p in zip(actual, predicted, strict=True):
+        counts[index[a], index[p]] += 1
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    font = 9 if n <= 20 else 7 if n <= 50 else 6
+    side = max(5.0, 0.17 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side), layout="constrained")
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), classes, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title, fontsize=11)
+    if n <= 20:
+        for i, j in zip(*np.nonzero(counts), strict=True):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=font,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of the actual class")
+    write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def per_class_chart(table: pd.DataFrame, title: str, out: Path) -> None:
+    """Horizontal bars of per-class accuracy, one bar per model, one row per class.
+
+    ``table`` has one row per class (the index, class names) and one column per model.
+    """
+    n, models = len(table), list(table.columns)
+    height = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(8, max(4.0, 0.12 * n * len(models) + 1.5)),
+                           layout="constrained")
+    y = np.arange(n)
+    for k, model in enumerate(models):
+        ax.barh(y + (k - (len(models) - 1) / 2) * height, table[model] * 100, height,
+                label=model)
+    ax.set_yticks(y, table.index, fontsize=8 if n <= 50 else 7)
+    ax.set_ylim(n - 0.5, -0.5)  # first class on top, no empty margin
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of the class's validation clips classified correctly")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside upper center", ncols=len(models), fontsize=9, frameon=False)
+    write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -176,6 +176,70 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     assert "metrics/esc50/nn-2layer.json" in diff
 
 
+def test_report_shows_the_change_against_the_base(project):
+    repo, _ = project
+    base = json.loads(sh("git", "show", "HEAD:metrics/esc50/nn-2layer.json", cwd=repo))
+    now = json.loads((repo / "metrics/esc50/nn-2layer.json").read_text())
+    sh(sys.executable, str(repo / "scripts/report"), "--base", "HEAD", "--out",
+       "review/report.md", cwd=repo)
+    text = (repo / "review/report.md").read_text()
+    assert re.search(r"\| params\.yaml \| nn\.layers \| \[200, 100\] +\| \[400, 200\]", text)
+    row = next(line for line in text.splitlines()
+               if "metrics/esc50/nn-2layer.json" in line and "valid_loss" in line)
+    assert f"{base['valid_loss']:.4g}"[:5] in row and f"{now['valid_loss']:.4g}"[:5] in row
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert "report/plots_compare-HEAD.png" in images
+    assert "report/plots_compare-workspace.png" in images
+    assert any("per_class_esc50" in i for i in images) and any("training" in i for i in images)
+    for image in images:
+        assert (repo / "review" / image).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_exp_show_lists_experiments_with_their_metrics(project):
+    repo, _ = project
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
+    experiments = [e for commit in shown for e in (commit.get("experiments") or [])]
+    layers = set()
+    for exp in experiments:
+        for run in exp["revs"]:
+            data = run["data"]
+            layers.add(str(data["params"]["params.yaml"]["data"]["nn"]["layers"]))
+            metrics = data["metrics"]["metrics/esc50/nn-2layer.json"]["data"]
+            assert 0 <= metrics["accuracy"] <= 1 and "valid_loss" in metrics
+    assert "[400, 200]" in layers
+
+
+def test_sweep_queues_the_documented_grid(project):
+    repo, _ = project
+    listed = sh(sys.executable, "scripts/sweep.py", "--dry-run", cwd=repo)
+    assert "108 experiment(s) listed" in listed
+    assert "dvc exp run --queue -S nn.layers=[300,150,75] -S nn.lr=0.0005" in listed
+    queued = sh(sys.executable, "scripts/sweep.py", "--axes", "lr", cwd=repo)
+    assert "3 experiment(s) queued" in queued
+    status = sh("dvc", "queue", "status", cwd=repo)
+    assert status.count("Queued") == 3
+    sh("dvc", "queue", "remove", "--queued", cwd=repo)
+
+
+def test_every_declared_plot_exists_and_renders(project):
+    repo, _ = project
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    declared = [next(iter(p)) if isinstance(p, dict) else p for p in pipeline["plots"]]
+    for stage in pipeline["stages"].values():
+        for entry in stage.get("do", stage).get("plots", []):
+            declared.append(next(iter(entry)))
+    datasets = ["esc50", "freesound"]
+    paths = {p.replace("${item}", d) for p in declared for d in datasets}
+    for path in sorted(paths):
+        assert (repo / path).exists(), path
+    assert len(list((repo / "plots/confusion").rglob("*.png"))) == 6
+    assert {p.name for p in (repo / "plots/per_class").iterdir()} == {"esc50.png",
+                                                                       "freesound.png"}
+    shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo))
+    assert not shown.get("errors")
+    assert len(shown["data"]) >= 6 + 6 + 16 + 1 + 6 + 2
+
+
 def test_exp_run_with_one_dataset(project):
     repo, _ = project
     log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", cwd=repo)
