@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from distributed import LocalCluster
 
+from scripts.bench_features import naive_features as reference_features
 from stages.audio import FeatureParams, batch_features, feature_names, load_clip
 from stages.feature_extraction import ExtractionError, extract_features, run
 from tests.conftest import REPO
-from tests.test_audio import reference_features
 
 FP = FeatureParams()
 

@@ -24,6 +24,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from scripts.bench_features import naive_features as reference_features
 from stages import archive, feature_extraction
 from stages.archive import DownloadError, _download
 from stages.audio import FeatureParams
@@ -31,7 +32,6 @@ from stages.datasets import LayoutError
 from stages.download import download
 from stages.feature_extraction import ExtractionError, extract_features
 from tests.conftest import REPO
-from tests.test_audio import reference_features
 
 FP = FeatureParams()
 
