@@ -40,12 +40,20 @@ class Split:
     def is_valid(self) -> np.ndarray:
         return (self.table["split"] == "valid").to_numpy()
 
+    def check_finite(self) -> None:
+        """Refuse NaN or infinite features before any training."""
+        finite = np.isfinite(self.table[self.features].to_numpy()).all(axis=1)
+        if not finite.all():
+            bad = self.table.loc[~finite, ["filename", "split"]]
+            raise TrainingError(
+                f"non-finite feature values in {len(bad)} clip(s), e.g. "
+                f"{bad['filename'].iloc[0]} ({bad['split'].iloc[0]} split)"
+            )
+
     def xy(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels of the ``train`` or ``valid`` part."""
         rows = self.table[self.table["split"] == part]
-        x = rows[self.features].to_numpy()
-        if not np.isfinite(x).all():
-            raise TrainingError(f"non-finite feature values in the {part} split")
-        return x, rows["label"].to_numpy()
+        return rows[self.features].to_numpy(), rows["label"].to_numpy()
 
 
 def classification_metrics(actual, predicted) -> dict[str, float]:

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = nn_settings(load_params(), args.layers_key)
         name = f"NN {settings['layers']}"
         split = Split.load(args.normalized)
-        split.xy("train"), split.xy("valid")  # reject non-finite inputs before training
+        split.check_finite()
         learn = make_learner(split, settings)
         with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
             with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         model = make_svc(load_params())
         split = Split.load(args.normalized)
+        split.check_finite()
         x_train, y_train = split.xy("train")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)

@@ -56,5 +56,6 @@ def test_non_finite_inputs_are_rejected(tmp_path):
     table.loc[3, "stft_mean_2"] = np.nan
     path = tmp_path / "n.parquet"
     table.to_parquet(path)
-    with pytest.raises(TrainingError, match="non-finite feature values in the train split"):
-        Split.load(path).xy("train")
+    with pytest.raises(TrainingError, match=r"non-finite feature values in 1 clip\(s\), "
+                                            r"e\.g\. 3\.wav \(train split\)"):
+        Split.load(path).check_finite()
