@@ -64,16 +64,15 @@ def make_learner(split: Split, settings: dict) -> Learner:
     """A tabular learner over the train/valid split with a categorical target."""
     set_seed(settings["seed"], reproducible=True)
     n_train = int((~split.is_valid).sum())
-    if n_train < settings["batch_size"]:
-        raise ParamError(
-            f"params.yaml: 'nn.batch_size' ({settings['batch_size']}) is larger than the "
-            f"{n_train} training clips; fastai drops the incomplete batch, so nothing would train"
-        )
+    batch_size = min(settings["batch_size"], n_train)
+    if batch_size < settings["batch_size"]:  # fastai drops the incomplete batch: none left
+        print(f"nn.batch_size {settings['batch_size']} is more than the {n_train} training "
+              f"clips: training on batches of {batch_size}")
     table = split.table[[*split.features, "label"]].reset_index(drop=True)
     # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
     dls = TabularDataLoaders.from_df(
         table, cont_names=split.features, y_names="label", y_block=CategoryBlock(),
-        valid_idx=list(np.flatnonzero(split.is_valid)), bs=settings["batch_size"],
+        valid_idx=list(np.flatnonzero(split.is_valid)), bs=batch_size,
         procs=[], num_workers=0,
     )
     loss_func = None  # fastai's default: unweighted cross-entropy

@@ -65,3 +65,11 @@ def test_svc_on_separable_data(tmp_path):
     x_valid, y_valid = split.xy("valid")
     assert (svc.predict(x_valid) == y_valid).mean() > 0.9
     assert svc.random_state == 42 and svc.dual is False
+
+
+def test_batch_larger_than_the_training_set_is_reduced(tmp_path, capsys):
+    split = split_of(separable_table(n_per_class=10), tmp_path)  # 24 training clips
+    learn, last = fit_nn(split, tmp_path, batch_size=64)
+    assert learn.dls.train.bs == 24 and len(learn.dls.train) == 1
+    assert "nn.batch_size 64 is more than the 24 training clips" in capsys.readouterr().out
+    assert last["train_loss"] > 0
