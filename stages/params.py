@@ -120,6 +120,9 @@ SCHEMA: dict[str, Validator] = {
     "nn.embed_p": probability,
     "nn.wd": weight_decay,
     "nn.class_weights": one_of(*CLASS_WEIGHTS),
+    "nn.grad_clip": lambda v: None if v is None else positive_number(v),
+    "nn.early_stopping": lambda v: None if v is None else integer(1)(v),
+    "nn.early_stopping_valid": fraction,
     "nn_deep.layers": layer_list,
 }
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))

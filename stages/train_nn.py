@@ -9,6 +9,13 @@ every other setting comes from the `nn` section. The target is always categorica
 which is how the original FreeSound run collapsed to a single class. Per-epoch training
 and validation loss and accuracy are logged by dvclive's ``DVCLiveCallback`` into
 TRAINING_DIR.
+
+As originally run, the per-epoch validation figures are those of the validation split,
+which only watches training. With ``nn.early_stopping`` (a patience in epochs), training
+instead watches a validation set carved from the training split (``early_stopping_valid``,
+stratified by class, recordings of one ``src_file`` kept together), stops when its loss
+has not improved for that many epochs and restores the best epoch's weights; the
+validation split stays unseen until the final scoring.
 """
 
 from __future__ import annotations
@@ -28,13 +35,17 @@ from fastai.tabular.all import (
     Callback,
     CategoryBlock,
     CrossEntropyLossFlat,
+    EarlyStoppingCallback,
+    GradientClip,
     Learner,
+    SaveModelCallback,
     TabularDataLoaders,
     accuracy,
     set_seed,
     tabular_config,
     tabular_learner,
 )
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
 from stages.evaluate import Split, TrainingError, write_results
@@ -60,26 +71,54 @@ def nn_settings(params: dict, layers_key: str) -> dict:
     return {**params["nn"], "layers": get(params, layers_key), "seed": params["seed"]}
 
 
+class RestoreBest(SaveModelCallback):
+    """Keep the weights of the epoch with the lowest validation loss and restore them.
+
+    A subclass only for its attribute name: DVCLiveCallback would log a callback called
+    ``save_model`` as a DVC artifact.
+    """
+
+
+def early_stopping_rows(train: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """Positions in ``train`` of a stratified validation set for early stopping.
+
+    Clips cut from one recording (``src_file``, ESC-50) stay on one side, or it would leak.
+    """
+    groups = train["src_file"] if "src_file" in train else np.arange(len(train))
+    folds = StratifiedGroupKFold(n_splits=max(2, round(1 / fraction)), shuffle=True,
+                                 random_state=seed)
+    return next(folds.split(np.zeros(len(train)), train["label"], groups))[1]
+
+
 def make_learner(split: Split, settings: dict) -> Learner:
-    """A tabular learner over the train/valid split with a categorical target."""
+    """A tabular learner with a categorical target.
+
+    It trains on the training split; the validation it reports each epoch is the
+    validation split or, with early stopping, a part carved from the training split.
+    """
     set_seed(settings["seed"], reproducible=True)
-    n_train = int((~split.is_valid).sum())
+    if settings["early_stopping"]:
+        table = split.table[~split.is_valid].reset_index(drop=True)
+        watch = early_stopping_rows(table, settings["early_stopping_valid"], settings["seed"])
+    else:
+        table = split.table.reset_index(drop=True)
+        watch = np.flatnonzero(split.is_valid)
+    n_train = len(table) - len(watch)
     batch_size = min(settings["batch_size"], n_train)
     if batch_size < settings["batch_size"]:  # fastai drops the incomplete batch: none left
         print(f"nn.batch_size {settings['batch_size']} is more than the {n_train} training "
               f"clips: training on batches of {batch_size}")
-    table = split.table[[*split.features, "label"]].reset_index(drop=True)
     # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
     dls = TabularDataLoaders.from_df(
-        table, cont_names=split.features, y_names="label", y_block=CategoryBlock(),
-        valid_idx=list(np.flatnonzero(split.is_valid)), bs=batch_size,
-        procs=[], num_workers=0,
+        table[[*split.features, "label"]], cont_names=split.features, y_names="label",
+        y_block=CategoryBlock(), valid_idx=list(watch), bs=batch_size, procs=[],
+        num_workers=0,
     )
     loss_func = None  # fastai's default: unweighted cross-entropy
     if settings["class_weights"] == "balanced":
-        weights = compute_class_weight(  # in vocab order, from the training labels
+        weights = compute_class_weight(  # in vocab order, from the labels trained on
             "balanced", classes=np.asarray(list(dls.vocab)),
-            y=split.table.loc[~split.is_valid, "label"].to_numpy(),
+            y=table["label"].drop(index=watch).to_numpy(),
         )
         loss_func = CrossEntropyLossFlat(weight=torch.tensor(weights, dtype=torch.float32))
     return tabular_learner(
@@ -90,15 +129,29 @@ def make_learner(split: Split, settings: dict) -> Learner:
 
 
 def train(learn: Learner, settings: dict, live: Live) -> dict[str, float]:
-    """One-cycle training; returns the last epoch's losses and accuracies by name."""
+    """One-cycle training; returns the figures of the epoch whose weights the model keeps.
+
+    That is the last epoch, or with early stopping the best one (``best_epoch``, counted
+    from 1, and ``epochs_run`` are added).
+    """
     learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
-    with learn.no_bar():
-        learn.fit_one_cycle(
-            settings["epochs"], settings["lr"],
-            cbs=[NaNGuard(), DVCLiveCallback(live=live)],
-        )
+    callbacks = [NaNGuard(), DVCLiveCallback(live=live)]
+    if settings["grad_clip"]:
+        callbacks.append(GradientClip(settings["grad_clip"]))
+    with tempfile.TemporaryDirectory() as checkpoints, learn.no_bar():
+        if settings["early_stopping"]:
+            learn.path, learn.model_dir = Path(checkpoints), "."
+            callbacks += [EarlyStoppingCallback(patience=settings["early_stopping"]),
+                          RestoreBest(fname="best")]
+        learn.fit_one_cycle(settings["epochs"], settings["lr"], cbs=callbacks)
+        learn.path = Path(".")
     # read now: get_preds appends to recorder.values (names end with "time", values do not)
-    return dict(zip(learn.recorder.metric_names[1:], learn.recorder.values[-1], strict=False))
+    epochs = [dict(zip(learn.recorder.metric_names[1:], values, strict=False))
+              for values in learn.recorder.values]
+    if not settings["early_stopping"]:
+        return epochs[-1]
+    best = int(np.argmin([e["valid_loss"] for e in epochs]))
+    return {**epochs[best], "best_epoch": best + 1, "epochs_run": len(epochs)}
 
 
 def predict(learn: Learner, rows: pd.DataFrame) -> np.ndarray:
@@ -123,10 +176,11 @@ def main(argv: list[str] | None = None) -> None:
         learn = make_learner(split, settings)
         with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
             with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
-                last_epoch = train(learn, settings, live)
+                kept = train(learn, settings, live)
             shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
             predicted = predict(learn, split.table[split.is_valid])
-            extra = {"valid_loss": float(last_epoch["valid_loss"])}
+            extra = {k: float(v) for k, v in kept.items()
+                     if k in ("valid_loss", "best_epoch", "epochs_run")}
             metrics = write_results(
                 name, split, predicted, args.metrics, args.predictions, extra=extra
             )

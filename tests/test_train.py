@@ -1,18 +1,28 @@
 """Model training: a categorical target whatever the label dtype, and the NaN guard."""
 
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
 import pytest
+import torch
+import yaml
 from dvclive import Live
+from fastai.tabular.all import Callback, GradientClip
 
 from stages.evaluate import Split, TrainingError, classification_metrics
 from stages.train_nn import make_learner, nn_settings, predict, train
 from stages.train_svc import make_svc
-from tests.conftest import separable_table
+from tests.conftest import REPO, separable_table
 
 PARAMS = {
     "seed": 42,
     "svc": {"C": 1.0, "max_iter": 1000, "dual": False, "class_weight": "none"},
     "nn": {"layers": [32, 16], "epochs": 8, "lr": 0.01, "batch_size": 16, "ps": 0.0,
-           "embed_p": 0.0, "wd": None, "class_weights": "none"},
+           "embed_p": 0.0, "wd": None, "class_weights": "none", "grad_clip": None,
+           "early_stopping": None, "early_stopping_valid": 0.1},
     "nn_deep": {"layers": [32, 16, 8]},
 }
 
@@ -73,3 +83,71 @@ def test_batch_larger_than_the_training_set_is_reduced(tmp_path, capsys):
     assert learn.dls.train.bs == 24 and len(learn.dls.train) == 1
     assert "nn.batch_size 64 is more than the 24 training clips" in capsys.readouterr().out
     assert last["train_loss"] > 0
+
+
+def grouped_table(n_per_class: int = 40, n_classes: int = 3) -> pd.DataFrame:
+    """A normalized table with ESC-50's grouping: 4 clips cut from each recording."""
+    table = separable_table(n_per_class=n_per_class, n_classes=n_classes, seed=3)
+    table["src_file"] = [f"rec{i // 4}" for i in range(len(table))]
+    return table
+
+
+def test_early_stopping_watches_a_carved_set_and_restores_the_best_epoch(tmp_path):
+    table = grouped_table()
+    noisy = table.columns.str.startswith("stft_")
+    rng = np.random.default_rng(0)
+    table.loc[:, noisy] += rng.normal(0, 3.0, (len(table), noisy.sum())).astype(np.float32)
+    split = split_of(table, tmp_path)
+    learn, kept = fit_nn(split, tmp_path, epochs=40, lr=0.05, early_stopping=3,
+                         early_stopping_valid=0.2, layers=[256, 128])
+    watched = learn.dls.valid.items
+    trained = learn.dls.train.items
+    assert len(watched) + len(trained) == (~split.is_valid).sum()  # the test split unseen
+    assert not set(table.loc[~split.is_valid].iloc[watched.index]["src_file"]) & set(
+        table.loc[~split.is_valid].iloc[trained.index]["src_file"])
+    assert set(table.loc[~split.is_valid].iloc[watched.index]["label"]) == set(table["label"])
+    assert kept["epochs_run"] < 40, "stopped early"
+    assert kept["epochs_run"] - kept["best_epoch"] == 3
+    losses = [values[2] for values in learn.recorder.values]  # [train loss, acc, valid loss..]
+    assert len(losses) == kept["epochs_run"]
+    assert kept["valid_loss"] == pytest.approx(min(losses), rel=1e-6)
+    restored_loss = learn.validate()[0]  # the weights in the model now
+    assert restored_loss == pytest.approx(kept["valid_loss"], rel=1e-4)
+
+
+def test_gradient_clipping_bounds_the_gradient_norm(tmp_path):
+    norms = []
+
+    class Norm(Callback):
+        order = GradientClip.order + 1
+
+        def before_step(self):
+            grads = [p.grad for p in self.learn.model.parameters() if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g) for g in grads])).item())
+
+    split = split_of(separable_table(), tmp_path)
+    settings = {**nn_settings(PARAMS, "nn.layers"), "grad_clip": 0.01}
+    learn = make_learner(split, settings)
+    learn.add_cb(Norm())
+    with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        train(learn, settings, live)
+    assert norms and max(norms) <= 0.01 * (1 + 1e-4)
+
+
+def test_lr_find_script_saves_plot_and_suggestions(tmp_path):
+    separable_table(n_per_class=60).to_parquet(tmp_path / "normalized.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["nn"]["batch_size"] = 16
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/lr_find.py"), "normalized.parquet",
+         "lr/find.png"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "lr/find.png").read_bytes()[:4] == b"\x89PNG"
+    found = json.loads((tmp_path / "lr/find.json").read_text())
+    assert found["layers"] == [200, 100]
+    assert set(found) == {"layers", "valley", "steep", "minimum"}
+    assert all(1e-7 < found[k] < 10 for k in ("valley", "steep", "minimum"))
+    assert "valley" in result.stdout

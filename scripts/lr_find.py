@@ -1,0 +1,53 @@
+"""Run fastai's learning-rate finder on a normalized dataset; save the plot and suggestions.
+
+    python scripts/lr_find.py data/normalized/esc50.parquet plots/lr_find/esc50.png
+    python scripts/lr_find.py data/normalized/freesound.parquet lr.png --layers-key nn_deep.layers
+
+Builds the same learner as the training stage (params.yaml's `nn` section and the
+architecture at --layers-key), sweeps the learning rate over a few hundred batches, and
+writes the loss-vs-rate plot and, beside it as JSON, the rates fastai suggests (valley,
+steep, minimum / 10). Try one with `dvc exp run -S nn.lr=<rate>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from fastai.callback.schedule import minimum, steep, valley  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.evaluate import Split  # noqa: E402
+from stages.io import write_json, write_with  # noqa: E402
+from stages.params import load_params  # noqa: E402
+from stages.train_nn import make_learner, nn_settings  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("normalized", type=Path, help="a normalize stage output (parquet)")
+    parser.add_argument("out", type=Path, help="the plot (PNG); suggestions go beside it")
+    parser.add_argument("--layers-key", default="nn.layers",
+                        choices=("nn.layers", "nn_deep.layers"))
+    args = parser.parse_args()
+    settings = nn_settings(load_params(), args.layers_key)
+    learn = make_learner(Split.load(args.normalized), settings)
+    with learn.no_bar(), learn.no_logging():
+        found = learn.lr_find(suggest_funcs=(valley, steep, minimum), show_plot=True)
+    suggestions = {name: float(rate) for name, rate in found._asdict().items()}
+    fig = plt.gcf()
+    fig.suptitle(f"lr_find: {args.normalized.name}, layers {settings['layers']}")
+    write_with(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write_json(args.out.with_suffix(".json"), {"layers": settings["layers"], **suggestions})
+    for name, rate in suggestions.items():
+        print(f"{name:8s} {rate:.2e}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
