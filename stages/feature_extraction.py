@@ -39,7 +39,8 @@ import pyarrow.parquet as pq
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from stages.audio import FeatureParams, batch_features, feature_names, load_clip
+from stages.archive import sha256sum
+from stages.audio import FeatureParams, batch_features, clip_features, feature_names, load_clip
 from stages.datasets import LayoutError, adapter_for
 from stages.io import write_json, write_with
 from stages.params import ParamError, load_params
@@ -75,7 +76,7 @@ def _batch(paths: list[str], fp: FeatureParams) -> list[np.ndarray | str]:
 
 def _one(y: np.ndarray, fp: FeatureParams) -> np.ndarray | str:
     try:
-        return batch_features(y[np.newaxis], fp)[0].astype(np.float32)
+        return clip_features(y, fp).astype(np.float32)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
@@ -165,11 +166,7 @@ class FeatureCache:
         self.recipe = hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
     def key(self, path: Path) -> str:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return f"{digest.hexdigest()[:32]}-{self.recipe}"
+        return f"{sha256sum(path)[:32]}-{self.recipe}"
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"
@@ -180,7 +177,11 @@ class FeatureCache:
     def put(self, key: str, values: np.ndarray) -> None:
         dest = self.path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        write_with(dest, lambda tmp: np.save(open(tmp, "wb"), values))
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
+                np.save(f, values)
+
+        write_with(dest, save)
 
 
 def cached_features(paths: list[Path], fp: FeatureParams, cache: FeatureCache,
