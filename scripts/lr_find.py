@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.evaluate import Split  # noqa: E402
 from stages.io import write_json, write_with  # noqa: E402
 from stages.params import load_params  # noqa: E402
-from stages.train_nn import make_learner, nn_settings  # noqa: E402
+from stages.train_nn import nn_settings, split_learner  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                         choices=("nn.layers", "nn_deep.layers"))
     args = parser.parse_args()
     settings = nn_settings(load_params(), args.layers_key)
-    learn = make_learner(Split.load(args.normalized), settings)
+    learn = split_learner(Split.load(args.normalized), settings)
     with learn.no_bar(), learn.no_logging():
         found = learn.lr_find(suggest_funcs=(valley, steep, minimum), show_plot=True)
     suggestions = {name: float(rate) for name, rate in found._asdict().items()}

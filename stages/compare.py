@@ -5,7 +5,9 @@
 
 Scores are recomputed from each model's validation predictions
 (``PREDICTIONS_DIR/<dataset>/<model>.csv``) with the same function the model stages use,
-so the table and ``metrics/<dataset>/<model>.json`` agree by construction. For review it
+so the table and ``metrics/<dataset>/<model>.json`` agree by construction: with several
+evaluation rounds (cross-validation, repeated splits) each score is the mean over the
+rounds, shown with its standard deviation. For review it
 also draws, from the same predictions, a normalized confusion matrix with class names per
 dataset x model (CONFUSION_DIR/<dataset>/<model>.png) and the per-class accuracy of every
 model per dataset (PER_CLASS_DIR/<dataset>.png).
@@ -19,14 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.evaluate import METRICS, classification_metrics
+from stages.evaluate import METRICS, Scores
 from stages.io import write_json, write_text
 from stages.params import ParamError, get, load_params
 from stages.plotting import comparison_chart, confusion_image, per_class_chart
 
 # model id (as in paths) -> (display name, params key of its architecture)
 MODELS = {"svc": ("LinearSVC", None), "nn-2layer": ("NN", "nn.layers"),
-          "nn-5layer": ("NN", "nn_deep.layers")}
+          "nn-5layer": ("NN", "nn_deep.layers"), "ensemble": ("Ensemble", "ensemble.members")}
 
 # The original write-up's figures (validation split: ESC-50 fold 5, FreeSound 20% stratified),
 # all with unscaled features (normalize.scaler: none); None where it published none.
@@ -59,18 +61,29 @@ def collect(predictions: dict[tuple[str, str], pd.DataFrame], params: dict) -> p
     for (dataset, model), preds in predictions.items():
         display, arch_key = MODELS[model]
         published = PUBLISHED.get((dataset, model), (None, None, None))
+        scores = Scores.of(preds)
         rows.append({
             "dataset": dataset, "model": model, "display": display,
-            "architecture": str(get(params, arch_key)) if arch_key else "-",
-            **classification_metrics(preds["actual"], preds["predicted"]),
+            "architecture": architecture(params, arch_key), "rounds": len(scores.rounds),
+            **scores.mean, **{f"{m}_std": v for m, v in scores.std.items()},
             "published_accuracy": published[0], "published_balanced_accuracy": published[1],
             "published_f1_weighted": published[2],
         })
     return pd.DataFrame(rows)
 
 
-def _pct(value) -> str:
-    return "-" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
+def architecture(params: dict, key: str | None) -> str:
+    if key is None:
+        return "-"
+    value = get(params, key)
+    return " + ".join(value) if key == "ensemble.members" else str(value)
+
+
+def _pct(value, std=None) -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    spread = "" if std is None or pd.isna(std) else f" ± {100 * std:.2f}"
+    return f"{100 * value:.2f}%{spread}"
 
 
 def _f1(value) -> str:
@@ -101,14 +114,17 @@ def cross_dataset_summary(rows: pd.DataFrame) -> str:
 
 def markdown_table(rows: pd.DataFrame) -> str:
     lines = [
-        "| Dataset | Model | Architecture | Accuracy | Balanced accuracy | F1 (weighted) "
-        "| F1 (macro) | Published accuracy | Published balanced acc. | Published F1 (weighted) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Dataset | Model | Architecture | Rounds | Accuracy | Balanced accuracy "
+        "| F1 (weighted) | F1 (macro) | Published accuracy | Published balanced acc. "
+        "| Published F1 (weighted) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows.itertuples():
         lines.append(
             f"| {DATASET_NAMES.get(r.dataset, r.dataset)} | {r.display} | {r.architecture} "
-            f"| {_pct(r.accuracy)} | {_pct(r.balanced_accuracy)} | {_f1(r.f1_weighted)} "
+            f"| {r.rounds} | {_pct(r.accuracy, getattr(r, 'accuracy_std', None))} "
+            f"| {_pct(r.balanced_accuracy, getattr(r, 'balanced_accuracy_std', None))} "
+            f"| {_f1(r.f1_weighted)} "
             f"| {_f1(r.f1_macro)} | {_pct(r.published_accuracy)} "
             f"| {_pct(r.published_balanced_accuracy)} | {_f1(r.published_f1_weighted)} |"
         )
@@ -116,6 +132,9 @@ def markdown_table(rows: pd.DataFrame) -> str:
     return (
         "# Validation results\n\n" + "\n".join(lines) + "\n\n"
         + cross_dataset_summary(rows) + "\n"
+        "Rounds: the evaluation rounds scored (1: the validation split alone; 5: ESC-50's "
+        "official folds with `data.esc50.cv`; n: `data.freesound.repeats`); with several, "
+        "scores are means over the rounds, ± their standard deviation. "
         "Published figures are the original write-up's, from unscaled features "
         f"(`normalize.scaler: none`) and the original architectures ({notes}); "
         "`-` where it reported none. Its FreeSound NN figure is the failed run "
@@ -136,7 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = collect(predictions, params)
     summary: dict = {}
     for r in rows.itertuples():
-        summary.setdefault(r.dataset, {})[r.model] = {m: getattr(r, m) for m in METRICS}
+        entry = {m: getattr(r, m) for m in METRICS}
+        if r.rounds > 1:
+            entry["std"] = {m: getattr(r, f"{m}_std") for m in METRICS}
+        summary.setdefault(r.dataset, {})[r.model] = entry
     write_json(args.json, summary)
     write_text(args.md, markdown_table(rows))
     chart = rows.assign(

@@ -86,9 +86,17 @@ class Adapter:
         listed = self.listed(raw_dir)
         return listed[listed["label"].notna()].reset_index(drop=True)
 
-    def validation_mask(self, meta: pd.DataFrame, params: dict) -> np.ndarray:
-        """True for the clips of the validation split."""
+    def rounds(self, meta: pd.DataFrame, params: dict) -> dict[str, np.ndarray]:
+        """The evaluation rounds: name -> True for the clips validated on in that round.
+
+        The first round is the primary one (the original split, whose model is kept);
+        with cross-validation or repeated splits, every model is also scored on the others.
+        """
         raise NotImplementedError
+
+    def validation_mask(self, meta: pd.DataFrame, params: dict) -> np.ndarray:
+        """True for the clips of the primary validation split."""
+        return next(iter(self.rounds(meta, params).values()))
 
 
 class ESC50(Adapter):
@@ -111,12 +119,25 @@ class ESC50(Adapter):
             "src_file": table["src_file"].astype(str),
         })
 
-    def validation_mask(self, meta: pd.DataFrame, params: dict) -> np.ndarray:
+    def rounds(self, meta: pd.DataFrame, params: dict) -> dict[str, np.ndarray]:
+        """``valid_fold`` alone or, with ``cv``, it and then every other official fold.
+
+        The official folds never split the clips of one recording (``src_file``); a
+        metadata file where they do is refused, as its scores would leak.
+        """
         key = "data.esc50.valid_fold"
         fold = get(params, key)  # an integer >= 1 (params.SCHEMA); which folds exist is data
         folds = sorted(int(f) for f in meta["fold"].unique())
         check(fold in folds, key, f"must be one of the dataset's folds {folds}, got {fold!r}")
-        return (meta["fold"] == fold).to_numpy()
+        spread = meta.groupby("src_file")["fold"].nunique()
+        if (spread > 1).any():
+            raise LayoutError(
+                f"recording(s) {', '.join(spread.index[spread > 1][:5])} have clips in several "
+                "folds: the folds would leak (check the metadata's fold and src_file columns)"
+            )
+        chosen = [fold, *(f for f in folds if f != fold)] if get(params, "data.esc50.cv") else [
+            fold]
+        return {f"fold{f}": (meta["fold"] == f).to_numpy() for f in chosen}
 
 
 class FreeSound(Adapter):
@@ -150,12 +171,14 @@ class FreeSound(Adapter):
         return pd.DataFrame({"filename": table["fname"].astype(str),
                              "label": labels.where(single)})
 
-    def validation_mask(self, meta: pd.DataFrame, params: dict) -> np.ndarray:
-        """A stratified split (``valid_size``, ``split_seed``) as in the original analysis.
+    def rounds(self, meta: pd.DataFrame, params: dict) -> dict[str, np.ndarray]:
+        """Stratified splits (``valid_size``) as in the original analysis, one per seed.
 
-        Rule for classes too small to stratify: a class with a single clip cannot be in
-        both splits, so its clip goes to training (and is reported); every other class is
-        split with ``train_test_split(..., stratify=label)``.
+        The first uses ``split_seed`` (the original split); with ``repeats`` > 1 the next
+        ones use ``split_seed + 1``, ``split_seed + 2``, ... Rule for classes too small to
+        stratify: a class with a single clip cannot be in both splits, so its clip goes to
+        training (and is reported); every other class is split with
+        ``train_test_split(..., stratify=label)``.
         """
         size_key, seed_key = "data.freesound.valid_size", "data.freesound.split_seed"
         valid_size, seed = get(params, size_key), get(params, seed_key)
@@ -166,17 +189,18 @@ class FreeSound(Adapter):
                   f"only (cannot be stratified): {', '.join(sorted(singles))}")
         rows = np.flatnonzero(~meta["label"].isin(singles))
         labels = meta["label"].to_numpy()[rows]
-        try:
-            _, valid_rows = train_test_split(rows, test_size=valid_size, random_state=seed,
-                                             stratify=labels)
-        except ValueError as exc:
-            raise ParamError(
-                f"params.yaml: '{size_key}' = {valid_size} cannot give a stratified split of "
-                f"{len(rows)} clips in {len(set(labels))} classes ({exc})"
-            ) from None
-        mask = np.zeros(len(meta), dtype=bool)
-        mask[valid_rows] = True
-        return mask
+        found = {}
+        for split_seed in range(seed, seed + get(params, "data.freesound.repeats")):
+            try:
+                _, valid_rows = train_test_split(rows, test_size=valid_size,
+                                                 random_state=split_seed, stratify=labels)
+            except ValueError as exc:
+                raise ParamError(
+                    f"params.yaml: '{size_key}' = {valid_size} cannot give a stratified split "
+                    f"of {len(rows)} clips in {len(set(labels))} classes ({exc})"
+                ) from None
+            found[f"seed{split_seed}"] = np.isin(np.arange(len(meta)), valid_rows)
+        return found
 
 
 ADAPTERS: dict[str, Adapter] = {a.name: a for a in (ESC50(), FreeSound())}

@@ -1,13 +1,16 @@
-"""What every model stage shares: loading the split, scoring predictions, writing results.
+"""What every model stage shares: loading the rounds, scoring predictions, writing results.
 
-Scores are scikit-learn's: accuracy, balanced accuracy, F1 weighted by support (the
-original tables' F1) and macro F1. A model that predicts a single class for everything
-fails the stage instead of producing metrics that look like results.
+A model stage trains and scores its model once per evaluation round of the normalized
+table (one round by default; every official fold with ``data.esc50.cv``). Scores are
+scikit-learn's: accuracy, balanced accuracy, F1 weighted by support (the original tables'
+F1) and macro F1, with their mean and standard deviation over the rounds. A model that
+predicts a single class for everything fails the stage instead of producing metrics that
+look like results.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +29,16 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class Split:
-    """The normalized table of one dataset, cut into training and validation parts."""
+    """One evaluation round of the normalized table, cut into training and validation parts."""
 
+    name: str
     table: pd.DataFrame
     features: list[str]
 
     @classmethod
     def load(cls, path: Path) -> Split:
-        table = pd.read_parquet(path)
-        return cls(table, feature_columns(list(table.columns)))
+        """The primary round (the original split) of a normalize stage output."""
+        return load_rounds(path)[0]
 
     @property
     def is_valid(self) -> np.ndarray:
@@ -47,13 +51,26 @@ class Split:
             bad = self.table.loc[~finite, ["filename", "split"]]
             raise TrainingError(
                 f"non-finite feature values in {len(bad)} clip(s), e.g. "
-                f"{bad['filename'].iloc[0]} ({bad['split'].iloc[0]} split)"
+                f"{bad['filename'].iloc[0]} ({bad['split'].iloc[0]} split of round {self.name})"
             )
 
     def xy(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """Features and labels of the ``train`` or ``valid`` part."""
         rows = self.table[self.table["split"] == part]
         return rows[self.features].to_numpy(), rows["label"].to_numpy()
+
+
+def load_rounds(path: Path) -> list[Split]:
+    """Every evaluation round of a normalize stage output, the primary one first.
+
+    A table without a ``round`` column (one made by hand) is a single round, ``valid``.
+    """
+    table = pd.read_parquet(path)
+    features = feature_columns(list(table.columns))
+    if "round" not in table:
+        return [Split("valid", table, features)]
+    return [Split(str(name), part.reset_index(drop=True), features)
+            for name, part in table.groupby("round", sort=False)]
 
 
 def classification_metrics(actual, predicted) -> dict[str, float]:
@@ -63,6 +80,33 @@ def classification_metrics(actual, predicted) -> dict[str, float]:
         "f1_weighted": f1_score(actual, predicted, average="weighted", zero_division=0),
         "f1_macro": f1_score(actual, predicted, average="macro", zero_division=0),
     }
+
+
+@dataclass
+class Scores:
+    """Scores of validation predictions, per evaluation round and over the rounds."""
+
+    rounds: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, predictions: pd.DataFrame) -> Scores:
+        """From a predictions table: ``actual`` and ``predicted``, and ``round`` if several."""
+        if "round" not in predictions:
+            predictions = predictions.assign(round="valid")
+        return cls({str(name): classification_metrics(part["actual"], part["predicted"])
+                    for name, part in predictions.groupby("round", sort=False)})
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return {m: float(np.mean([r[m] for r in self.rounds.values()])) for m in METRICS}
+
+    @property
+    def std(self) -> dict[str, float]:
+        """Sample standard deviation (ddof=1) over the rounds; empty for a single round."""
+        if len(self.rounds) < 2:
+            return {}
+        return {m: float(np.std([r[m] for r in self.rounds.values()], ddof=1))
+                for m in METRICS}
 
 
 def check_not_collapsed(predicted, n_classes: int, model: str) -> None:
@@ -75,26 +119,48 @@ def check_not_collapsed(predicted, n_classes: int, model: str) -> None:
         )
 
 
-def write_results(
-    model: str, split: Split, predicted, metrics_path: Path, predictions_path: Path,
-    extra: dict[str, float] | None = None,
-) -> dict[str, float]:
-    """Score ``predicted`` against the validation labels and write metrics and predictions.
+@dataclass
+class RoundResult:
+    """A model's validation predictions in one round, with model-specific figures."""
 
-    ``extra`` adds model-specific figures (an NN's final validation loss) to the metrics.
+    split: Split
+    predicted: np.ndarray
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def write_results(model: str, results: list[RoundResult], metrics_path: Path,
+                  predictions_path: Path) -> dict:
+    """Score every round's predictions and write the metrics and the predictions.
+
+    One round: its scores, counts and ``extra`` figures (an NN's validation loss, say).
+    Several: the mean of each score over the rounds, ``std`` (over the rounds) and
+    ``rounds`` with every round's scores, counts and extra figures. The predictions table
+    has a row per validation clip and round: ``filename``, ``round``, ``actual``,
+    ``predicted``.
     """
-    _, actual = split.xy("valid")
-    labels = split.table["label"]
-    check_not_collapsed(predicted, labels.nunique(), model)
-    metrics = classification_metrics(actual, predicted)
-    metrics.update(
-        n_train=int((~split.is_valid).sum()), n_valid=int(split.is_valid.sum()),
-        n_classes=int(labels.nunique()), **(extra or {}),
-    )
-    predictions = pd.DataFrame({
-        "filename": split.table.loc[split.is_valid, "filename"].to_numpy(),
-        "actual": actual, "predicted": np.asarray(predicted),
-    })
+    tables = []
+    for result in results:
+        split = result.split
+        n_classes = split.table["label"].nunique()
+        check_not_collapsed(result.predicted, n_classes, f"{model} (round {split.name})")
+        tables.append(pd.DataFrame({
+            "filename": split.table.loc[split.is_valid, "filename"].to_numpy(),
+            "round": split.name,
+            "actual": split.xy("valid")[1], "predicted": np.asarray(result.predicted),
+        }))
+    predictions = pd.concat(tables, ignore_index=True)
+    scores = Scores.of(predictions)
+    per_round = {
+        r.split.name: {**scores.rounds[r.split.name], "n_train": int((~r.split.is_valid).sum()),
+                       "n_valid": int(r.split.is_valid.sum()), **r.extra}
+        for r in results
+    }
+    n_classes = int(results[0].split.table["label"].nunique())
+    if len(results) == 1:
+        metrics = {**next(iter(per_round.values())), "n_classes": n_classes}
+    else:
+        metrics = {**scores.mean, "n_classes": n_classes, "n_rounds": len(results),
+                   "std": scores.std, "rounds": per_round}
     write_with(predictions_path, lambda tmp: predictions.to_csv(tmp, index=False))
     write_json(metrics_path, metrics)
     return metrics

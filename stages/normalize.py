@@ -1,11 +1,16 @@
-"""Stage `normalize`: assign the train/valid split and scale features, fitted on train only.
+"""Stage `normalize`: assign the evaluation rounds and scale features, fitted on train only.
 
     python -m stages.normalize DATASET FEATURES_PARQUET OUT_PARQUET SCALER_JOBLIB
 
-Adds a ``split`` column (``train`` / ``valid``, from the dataset's split params) and
-writes the scaled table and the fitted scaler, so a trained model can be applied to the
-features of new clips. ``normalize.scaler: none`` keeps the raw features (the original
-configuration) and saves an identity transformer.
+Every round of the dataset's split params (one by default: ESC-50 ``valid_fold``,
+FreeSound ``split_seed``; five with ``data.esc50.cv``, ``repeats`` with
+``data.freesound.repeats``) gets its own scaler, fitted on that round's training clips
+only, so no statistics of a validation fold reach its training. OUT_PARQUET holds every
+round's scaled copy of the table, marked by ``round`` and ``split`` (``train`` /
+``valid``) columns, the primary round first. SCALER_JOBLIB is the primary round's scaler,
+so a trained model can be applied to the features of new clips. ``normalize.scaler:
+none`` keeps the raw features (the original configuration) and saves an identity
+transformer.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from sklearn.base import TransformerMixin
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, RobustScaler, StandardScaler
 
 from stages.audio import feature_columns
-from stages.datasets import adapter_for
+from stages.datasets import LayoutError, adapter_for
 from stages.io import write_with
 from stages.params import SCALERS, ParamError, load_params
 
@@ -57,6 +62,19 @@ def normalize(
     return out, scaler
 
 
+def normalize_rounds(
+    table: pd.DataFrame, rounds: dict[str, np.ndarray], scaler_name: str
+) -> tuple[pd.DataFrame, TransformerMixin]:
+    """Every round's scaled table, stacked with a ``round`` column; the first round's scaler."""
+    parts, scalers = [], []
+    for name, is_valid in rounds.items():
+        part, scaler = normalize(table, is_valid, scaler_name)
+        part.insert(0, "round", name)
+        parts.append(part)
+        scalers.append(scaler)
+    return pd.concat(parts, ignore_index=True), scalers[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
@@ -68,15 +86,16 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         scaler_name = params["normalize"]["scaler"]
         table = pd.read_parquet(args.features)
-        is_valid = adapter_for(args.dataset).validation_mask(table, params)
-        out, scaler = normalize(table, is_valid, scaler_name)
-    except ParamError as exc:
+        rounds = adapter_for(args.dataset).rounds(table, params)
+        out, scaler = normalize_rounds(table, rounds, scaler_name)
+    except (ParamError, LayoutError) as exc:
         sys.exit(f"normalize {args.dataset}: {exc}")
     write_with(args.out, lambda tmp: out.to_parquet(tmp, index=False))
     write_with(args.scaler_out, lambda tmp: joblib.dump(scaler, tmp))
-    n_valid = int(is_valid.sum())
-    print(f"normalize {args.dataset}: {scaler_name} scaler, "
-          f"{len(out) - n_valid} train / {n_valid} valid -> {args.out}")
+    for name, is_valid in rounds.items():
+        print(f"normalize {args.dataset}: round {name}: {scaler_name} scaler, "
+              f"{len(table) - is_valid.sum()} train / {is_valid.sum()} valid")
+    print(f"normalize {args.dataset}: {len(rounds)} round(s) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import yaml
 PARAMS_FILE = "params.yaml"
 SCALERS = ("none", "standard", "minmax", "robust")
 CLASS_WEIGHTS = ("none", "balanced")
+MODELS = ("svc", "nn-2layer", "nn-5layer")  # the model stages, as named in paths
+CALIBRATIONS = ("temperature", "sigmoid", "isotonic")  # CalibratedClassifierCV methods
 
 # A validator returns what is wrong with a value, or None when it is fine.
 Validator = Callable[[Any], str | None]
@@ -78,6 +80,11 @@ def n_jobs(v: Any) -> str | None:
     return None if _is_int(v) and v != 0 else "must be a non-zero integer (-1 = all cores)"
 
 
+def members(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(v) >= 2 and set(v) <= set(MODELS) and len(set(v)) == len(v)
+    return None if ok else f"must be a list of two or more distinct models from {', '.join(MODELS)}"
+
+
 def weight_decay(v: Any) -> str | None:
     ok = v is None or (_is_number(v) and v >= 0)
     return None if ok else "must be null (fastai's default) or a non-negative number"
@@ -89,12 +96,14 @@ SCHEMA: dict[str, Validator] = {
     "data.esc50.url": location,
     "data.esc50.sha256": sha256,
     "data.esc50.valid_fold": integer(1),
+    "data.esc50.cv": one_of(True, False),
     "data.freesound.audio_url": location,
     "data.freesound.audio_sha256": sha256,
     "data.freesound.meta_url": location,
     "data.freesound.meta_sha256": sha256,
     "data.freesound.valid_size": fraction,
     "data.freesound.split_seed": integer(0),
+    "data.freesound.repeats": integer(1),
     "features.sr": integer(1),
     "features.duration": positive_number,
     "features.n_fft": integer(16),
@@ -124,6 +133,9 @@ SCHEMA: dict[str, Validator] = {
     "nn.early_stopping": lambda v: None if v is None else integer(1)(v),
     "nn.early_stopping_valid": fraction,
     "nn_deep.layers": layer_list,
+    "ensemble.members": members,
+    "ensemble.calibration": one_of(*CALIBRATIONS),
+    "ensemble.calibration_folds": integer(2),
 }
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))
 

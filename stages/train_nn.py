@@ -8,7 +8,8 @@ every other setting comes from the `nn` section. The target is always categorica
 (``CategoryBlock``): fastai would otherwise make an integer label a one-output regression,
 which is how the original FreeSound run collapsed to a single class. Per-epoch training
 and validation loss and accuracy are logged by dvclive's ``DVCLiveCallback`` into
-TRAINING_DIR.
+TRAINING_DIR. One model is trained per evaluation round (see stages.evaluate); the curves
+and MODEL_PKL are the primary round's.
 
 As originally run, the per-epoch validation figures are those of the validation split,
 which only watches training. With ``nn.early_stopping`` (a patience in epochs), training
@@ -21,6 +22,7 @@ validation split stays unseen until the final scoring.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -45,10 +47,12 @@ from fastai.tabular.all import (
     tabular_config,
     tabular_learner,
 )
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
+from tqdm import tqdm
 
-from stages.evaluate import Split, TrainingError, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, get, load_params
 
@@ -90,35 +94,37 @@ def early_stopping_rows(train: pd.DataFrame, fraction: float, seed: int) -> np.n
     return next(folds.split(np.zeros(len(train)), train["label"], groups))[1]
 
 
-def make_learner(split: Split, settings: dict) -> Learner:
-    """A tabular learner with a categorical target.
+def make_learner(train_rows: pd.DataFrame, features: list[str], settings: dict,
+                 watch: pd.DataFrame | None = None) -> Learner:
+    """A tabular learner with a categorical target, training on ``train_rows``.
 
-    It trains on the training split; the validation it reports each epoch is the
-    validation split or, with early stopping, a part carved from the training split.
+    The validation it reports each epoch is ``watch`` (the validation split, or none) or,
+    with early stopping, a part carved from ``train_rows`` (which it then does not train on).
     """
     set_seed(settings["seed"], reproducible=True)
     if settings["early_stopping"]:
-        table = split.table[~split.is_valid].reset_index(drop=True)
-        watch = early_stopping_rows(table, settings["early_stopping_valid"], settings["seed"])
+        table = train_rows.reset_index(drop=True)
+        watched = early_stopping_rows(table, settings["early_stopping_valid"], settings["seed"])
     else:
-        table = split.table.reset_index(drop=True)
-        watch = np.flatnonzero(split.is_valid)
-    n_train = len(table) - len(watch)
+        watch = train_rows.iloc[:0] if watch is None else watch
+        table = pd.concat([train_rows, watch], ignore_index=True)
+        watched = np.arange(len(train_rows), len(table))
+    n_train = len(table) - len(watched)
     batch_size = min(settings["batch_size"], n_train)
     if batch_size < settings["batch_size"]:  # fastai drops the incomplete batch: none left
         print(f"nn.batch_size {settings['batch_size']} is more than the {n_train} training "
               f"clips: training on batches of {batch_size}")
     # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
     dls = TabularDataLoaders.from_df(
-        table[[*split.features, "label"]], cont_names=split.features, y_names="label",
-        y_block=CategoryBlock(), valid_idx=list(watch), bs=batch_size, procs=[],
+        table[[*features, "label"]], cont_names=features, y_names="label",
+        y_block=CategoryBlock(), valid_idx=list(watched), bs=batch_size, procs=[],
         num_workers=0,
     )
     loss_func = None  # fastai's default: unweighted cross-entropy
     if settings["class_weights"] == "balanced":
         weights = compute_class_weight(  # in vocab order, from the labels trained on
             "balanced", classes=np.asarray(list(dls.vocab)),
-            y=table["label"].drop(index=watch).to_numpy(),
+            y=table["label"].drop(index=watched).to_numpy(),
         )
         loss_func = CrossEntropyLossFlat(weight=torch.tensor(weights, dtype=torch.float32))
     return tabular_learner(
@@ -128,17 +134,25 @@ def make_learner(split: Split, settings: dict) -> Learner:
     )
 
 
-def train(learn: Learner, settings: dict, live: Live) -> dict[str, float]:
+def split_learner(split: Split, settings: dict) -> Learner:
+    """A learner on one round: it trains on the training part and watches the validation."""
+    return make_learner(split.table[~split.is_valid], split.features, settings,
+                        watch=split.table[split.is_valid])
+
+
+def train(learn: Learner, settings: dict, live: Live | None = None) -> dict[str, float]:
     """One-cycle training; returns the figures of the epoch whose weights the model keeps.
 
     That is the last epoch, or with early stopping the best one (``best_epoch``, counted
-    from 1, and ``epochs_run`` are added).
+    from 1, and ``epochs_run`` are added). With ``live``, every epoch is printed and
+    logged by dvclive; without, training is quiet.
     """
     learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
-    callbacks = [NaNGuard(), DVCLiveCallback(live=live)]
+    callbacks = [NaNGuard()] + ([DVCLiveCallback(live=live)] if live else [])
     if settings["grad_clip"]:
         callbacks.append(GradientClip(settings["grad_clip"]))
-    with tempfile.TemporaryDirectory() as checkpoints, learn.no_bar():
+    quiet = learn.no_logging() if live is None else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as checkpoints, learn.no_bar(), quiet:
         if settings["early_stopping"]:
             learn.path, learn.model_dir = Path(checkpoints), "."
             callbacks += [EarlyStoppingCallback(patience=settings["early_stopping"]),
@@ -161,6 +175,44 @@ def predict(learn: Learner, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(learn.dls.vocab)[probs.argmax(dim=1).numpy()]
 
 
+class TabularNN(ClassifierMixin, BaseEstimator):
+    """This module's MLP and training as a scikit-learn classifier (for the ensemble).
+
+    ``fit(X, y, groups=None)`` trains as the NN stages do (``groups``: the recordings kept
+    together by early stopping's carved set); the fitted estimator keeps only the torch
+    model, so it pickles small. ``decision_function`` gives the logits.
+    """
+
+    def __init__(self, settings: dict | None = None):
+        self.settings = settings
+
+    def fit(self, X, y, groups=None) -> TabularNN:
+        features = [f"x{i}" for i in range(X.shape[1])]
+        rows = pd.DataFrame(np.asarray(X, dtype=np.float32), columns=features)
+        rows["label"] = np.asarray(y)
+        if groups is not None:
+            rows["src_file"] = np.asarray(groups)
+        learn = make_learner(rows, features, self.settings)
+        train(learn, self.settings)
+        self.classes_ = np.unique(rows["label"])
+        vocab = list(learn.dls.vocab)
+        self.columns_ = [vocab.index(c) for c in self.classes_]  # vocab order -> classes_
+        self.model_ = learn.model.eval()
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        with torch.no_grad():
+            logits = self.model_(torch.zeros((len(x), 0), dtype=torch.long), x)
+        return logits[:, self.columns_].numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        return torch.softmax(torch.as_tensor(self.decision_function(X)), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("layers_key", choices=("nn.layers", "nn_deep.layers"))
@@ -171,23 +223,30 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = nn_settings(load_params(), args.layers_key)
         name = f"NN {settings['layers']}"
-        split = Split.load(args.normalized)
-        split.check_finite()
-        learn = make_learner(split, settings)
+        rounds = load_rounds(args.normalized)
+        for split in rounds:
+            split.check_finite()
+        results = []
         with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
-            with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
-                kept = train(learn, settings, live)
-            shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
-            predicted = predict(learn, split.table[split.is_valid])
-            extra = {k: float(v) for k, v in kept.items()
-                     if k in ("valid_loss", "best_epoch", "epochs_run")}
-            metrics = write_results(
-                name, split, predicted, args.metrics, args.predictions, extra=extra
-            )
+            for split in tqdm(rounds, desc=f"train {name} rounds", disable=len(rounds) == 1):
+                learn = split_learner(split, settings)
+                if not results:  # the primary round: its curves are logged, its model kept
+                    with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
+                        kept = train(learn, settings, live)
+                    shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
+                    primary = learn
+                else:
+                    kept = train(learn, settings)
+                extra = {k: float(v) for k, v in kept.items()
+                         if k in ("valid_loss", "best_epoch", "epochs_run")}
+                results.append(RoundResult(split, predict(learn, split.table[split.is_valid]),
+                                           extra))
+            metrics = write_results(name, results, args.metrics, args.predictions)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train {name}: {exc}")
-    write_with(args.model, lambda tmp: learn.export(tmp.absolute()))
-    print(f"train {name}: accuracy {metrics['accuracy']:.4f} on {metrics['n_valid']} clips")
+    write_with(args.model, lambda tmp: primary.export(tmp.absolute()))
+    print(f"train {name}: accuracy {metrics['accuracy']:.4f} "
+          f"({'mean of ' + str(len(rounds)) + ' rounds' if len(rounds) > 1 else rounds[0].name})")
 
 
 if __name__ == "__main__":

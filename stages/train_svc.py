@@ -3,7 +3,8 @@
     python -m stages.train_svc NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
 
 Settings from the `svc` section; the original run was ``LinearSVC(random_state=42,
-max_iter=1000, dual=False)`` on unscaled features (``normalize.scaler: none``).
+max_iter=1000, dual=False)`` on unscaled features (``normalize.scaler: none``). One model
+is trained per evaluation round; MODEL_JOBLIB is the primary round's.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import warnings
 from pathlib import Path
 
 import joblib
+import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
+from tqdm import tqdm
 
-from stages.evaluate import Split, TrainingError, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
 from stages.io import write_with
 from stages.params import ParamError, load_params
 
@@ -29,28 +32,39 @@ def make_svc(params: dict) -> LinearSVC:
                      random_state=params["seed"])
 
 
+def fit_predict(params: dict, split: Split) -> tuple[LinearSVC, np.ndarray]:
+    """A LinearSVC trained on the round's training part and its validation predictions."""
+    model = make_svc(params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(*split.xy("train"))
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        print(f"train-svc: LinearSVC did not converge in {model.max_iter} iterations in round "
+              f"{split.name}; the scores are those of the last iteration (raise svc.max_iter)")
+    return model, model.predict(split.xy("valid")[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("normalized", "model", "metrics", "predictions"):
         parser.add_argument(name, type=Path)
     args = parser.parse_args(argv)
     try:
-        model = make_svc(load_params())
-        split = Split.load(args.normalized)
-        split.check_finite()
-        x_train, y_train = split.xy("train")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(x_train, y_train)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            print(f"train-svc: LinearSVC did not converge in {model.max_iter} iterations; "
-                  "the scores are those of the last iteration (raise svc.max_iter to go on)")
-        predicted = model.predict(split.xy("valid")[0])
-        metrics = write_results("LinearSVC", split, predicted, args.metrics, args.predictions)
+        params = load_params()
+        rounds = load_rounds(args.normalized)
+        for split in rounds:
+            split.check_finite()
+        results, models = [], []
+        for split in tqdm(rounds, desc="train-svc rounds", disable=len(rounds) == 1):
+            model, predicted = fit_predict(params, split)
+            models.append(model)
+            results.append(RoundResult(split, predicted))
+        metrics = write_results("LinearSVC", results, args.metrics, args.predictions)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-svc: {exc}")
-    write_with(args.model, lambda tmp: joblib.dump(model, tmp))
-    print(f"train-svc: accuracy {metrics['accuracy']:.4f} on {metrics['n_valid']} clips")
+    write_with(args.model, lambda tmp: joblib.dump(models[0], tmp))  # the primary round's
+    print(f"train-svc: accuracy {metrics['accuracy']:.4f} "
+          f"({'mean of ' + str(len(rounds)) + ' rounds' if len(rounds) > 1 else rounds[0].name})")
 
 
 if __name__ == "__main__":

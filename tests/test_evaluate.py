@@ -3,13 +3,18 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stages.evaluate import (
+    METRICS,
+    RoundResult,
+    Scores,
     Split,
     TrainingError,
     check_not_collapsed,
     classification_metrics,
+    load_rounds,
     write_results,
 )
 from tests.conftest import separable_table
@@ -39,16 +44,55 @@ def test_write_results_writes_json_and_predictions_or_nothing(tmp_path):
     split = Split.load(path)
     _, actual = split.xy("valid")
     metrics_path, preds_path = tmp_path / "m.json", tmp_path / "p.csv"
-    write_results("m", split, actual, metrics_path, preds_path, extra={"valid_loss": 0.5})
+    write_results("m", [RoundResult(split, actual, {"valid_loss": 0.5})], metrics_path,
+                  preds_path)
     metrics = json.loads(metrics_path.read_text())
     assert metrics["accuracy"] == 1.0 and metrics["valid_loss"] == 0.5
     assert metrics["n_train"] + metrics["n_valid"] == len(table) and metrics["n_classes"] == 3
-    assert preds_path.read_text().splitlines()[0] == "filename,actual,predicted"
+    assert "std" not in metrics and "rounds" not in metrics  # one round: the original format
+    assert preds_path.read_text().splitlines()[0] == "filename,round,actual,predicted"
 
     metrics_path.unlink(), preds_path.unlink()
     with pytest.raises(TrainingError):
-        write_results("m", split, np.full(len(actual), "class_0"), metrics_path, preds_path)
+        write_results("m", [RoundResult(split, np.full(len(actual), "class_0"))],
+                      metrics_path, preds_path)
     assert not metrics_path.exists() and not preds_path.exists()
+
+
+def test_several_rounds_report_each_round_with_mean_and_std(tmp_path):
+    table = separable_table(n_per_class=20)
+    features = [c for c in table.columns if c.startswith("stft")]
+    results, accuracies = [], []
+    for k in range(3):  # round k: every 3rd clip from k on is validation; k wrong answers
+        part = table.assign(split=np.where(np.arange(len(table)) % 3 == k, "valid", "train"))
+        split = Split(f"r{k}", part, features)
+        predicted = split.xy("valid")[1].copy()
+        predicted[:k] = "class_2" if predicted[0] != "class_2" else "class_1"
+        accuracies.append(1 - k / len(predicted))
+        results.append(RoundResult(split, predicted, {"valid_loss": float(k)}))
+    metrics = write_results("m", results, tmp_path / "m.json", tmp_path / "p.csv")
+    assert metrics == json.loads((tmp_path / "m.json").read_text())
+    assert list(metrics["rounds"]) == ["r0", "r1", "r2"] and metrics["n_rounds"] == 3
+    assert [r["accuracy"] for r in metrics["rounds"].values()] == pytest.approx(accuracies)
+    assert metrics["accuracy"] == pytest.approx(np.mean(accuracies))
+    assert metrics["std"]["accuracy"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert metrics["rounds"]["r2"]["valid_loss"] == 2.0
+    assert metrics["rounds"]["r0"]["n_valid"] == 20 and metrics["rounds"]["r0"]["n_train"] == 40
+    preds = pd.read_csv(tmp_path / "p.csv")
+    assert len(preds) == 60 and list(preds["round"].unique()) == ["r0", "r1", "r2"]
+    scores = Scores.of(preds)  # what compare recomputes from the predictions alone
+    assert scores.mean == pytest.approx({m: metrics[m] for m in METRICS})
+    assert scores.std == pytest.approx(metrics["std"])
+
+
+def test_rounds_load_in_order_with_the_primary_first(tmp_path):
+    table = separable_table()
+    stacked = pd.concat([table.assign(round=name) for name in ("fold5", "fold1", "fold2")])
+    stacked.to_parquet(tmp_path / "n.parquet")
+    rounds = load_rounds(tmp_path / "n.parquet")
+    assert [r.name for r in rounds] == ["fold5", "fold1", "fold2"]
+    assert Split.load(tmp_path / "n.parquet").name == "fold5"
+    assert all(len(r.table) == len(table) and "round" not in r.features for r in rounds)
 
 
 def test_non_finite_inputs_are_rejected(tmp_path):
@@ -57,5 +101,5 @@ def test_non_finite_inputs_are_rejected(tmp_path):
     path = tmp_path / "n.parquet"
     table.to_parquet(path)
     with pytest.raises(TrainingError, match=r"non-finite feature values in 1 clip\(s\), "
-                                            r"e\.g\. 3\.wav \(train split\)"):
+                                            r"e\.g\. 3\.wav \(train split of round valid\)"):
         Split.load(path).check_finite()

@@ -18,7 +18,7 @@ from stages.params import ParamError
 from stages.train_nn import predict
 from tests.test_train import fit_nn
 
-FREESOUND = {"valid_size": 0.2, "split_seed": 42}
+FREESOUND = {"valid_size": 0.2, "split_seed": 42, "repeats": 1}
 
 
 def freesound_params(audio, meta):
@@ -86,6 +86,18 @@ def test_split_is_stratified_and_reproducible(features):
     assert (FreeSound().validation_mask(features, params) == mask).all()
     other = {"data": {"freesound": {**FREESOUND, "split_seed": 7}}}
     assert not (FreeSound().validation_mask(features, other) == mask).all()
+
+
+def test_repeated_splits_use_consecutive_seeds_the_first_being_the_original(features):
+    rounds = FreeSound().rounds(features, {"data": {"freesound": {**FREESOUND, "repeats": 3}}})
+    assert list(rounds) == ["seed42", "seed43", "seed44"]
+    original = FreeSound().validation_mask(features, {"data": {"freesound": FREESOUND}})
+    assert (rounds["seed42"] == original).all()
+    for seed, mask in rounds.items():
+        alone = {**FREESOUND, "split_seed": int(seed.removeprefix("seed"))}
+        assert (FreeSound().validation_mask(features, {"data": {"freesound": alone}}) == mask).all()
+        assert mask.sum() == 10 and set(features.loc[mask, "label"]) == set(features["label"])
+    assert len({m.tobytes() for m in rounds.values()}) == 3  # three different splits
 
 
 def test_class_with_one_clip_goes_to_training_with_a_message(features, capsys):

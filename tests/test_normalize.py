@@ -4,16 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.datasets import ESC50
-from stages.normalize import normalize
+from stages.datasets import ESC50, LayoutError
+from stages.normalize import normalize, normalize_rounds
 from stages.params import ParamError
 from tests.conftest import separable_table
 
 
 def features_table():
+    """90 clips in 5 folds; two clips are cut from each recording, in the same fold."""
     table = separable_table().drop(columns="split")
-    table["fold"] = np.arange(len(table)) % 5 + 1
+    table["fold"] = np.arange(len(table)) // 2 % 5 + 1
+    table["src_file"] = [f"rec{i // 2}" for i in range(len(table))]
     return table
+
+
+def esc50_params(valid_fold: int = 5, cv: bool = False) -> dict:
+    return {"data": {"esc50": {"valid_fold": valid_fold, "cv": cv}}}
 
 
 @pytest.mark.parametrize("scaler", ["standard", "minmax", "robust"])
@@ -43,11 +49,41 @@ def test_none_keeps_raw_values_and_metadata():
 
 def test_esc50_split_uses_valid_fold_and_rejects_unknown_fold():
     table = features_table()
-    params = {"data": {"esc50": {"valid_fold": 2}}}
+    params = esc50_params(valid_fold=2)
     assert (ESC50().validation_mask(table, params) == (table["fold"] == 2)).all()
+    assert list(ESC50().rounds(table, params)) == ["fold2"]
     params["data"]["esc50"]["valid_fold"] = 7
     with pytest.raises(ParamError, match=r"'data\.esc50\.valid_fold' must be one of .*\[1, 2, 3"):
         ESC50().validation_mask(table, params)
+
+
+def test_cv_gives_five_folds_of_disjoint_recordings_each_with_its_own_scaler():
+    table = features_table()
+    table.loc[table["fold"] == 3, "stft_mean_0"] += 100.0  # fold 3 differs from the rest
+    rounds = ESC50().rounds(table, esc50_params(valid_fold=2, cv=True))
+    assert list(rounds) == ["fold2", "fold1", "fold3", "fold4", "fold5"]  # the primary first
+    assert (np.sum(list(rounds.values()), axis=0) == 1).all()  # each clip validated once
+    out, scaler = normalize_rounds(table, rounds, "standard")
+    assert list(out["round"].unique()) == list(rounds) and len(out) == 5 * len(table)
+    for name, part in out.groupby("round"):
+        train, valid = part[part["split"] == "train"], part[part["split"] == "valid"]
+        assert (valid["filename"].to_numpy() == table.loc[rounds[name], "filename"]).all()
+        assert not set(train["src_file"]) & set(valid["src_file"])
+        # the scaler is fitted on this round's training clips: standard there, not elsewhere
+        assert abs(train["stft_mean_0"].mean()) < 1e-4
+        assert abs(train["stft_mean_0"].std(ddof=0) - 1) < 1e-3
+    fold3 = out[(out["round"] == "fold3") & (out["split"] == "valid")]
+    assert fold3["stft_mean_0"].min() > 10, "fold 3 scaled with statistics without it"
+    primary = out[out["round"] == "fold2"]
+    raw = table[[c for c in table if c.startswith("stft")]].to_numpy()
+    np.testing.assert_allclose(scaler.transform(raw)[:, 0], primary["stft_mean_0"], rtol=1e-5)
+
+
+def test_a_recording_spread_over_folds_is_refused():
+    table = features_table()
+    table.loc[0, "fold"] = 4  # rec0's two clips now in folds 1 and 4
+    with pytest.raises(LayoutError, match="rec0 have clips in several folds"):
+        ESC50().rounds(table, esc50_params())
 
 
 def test_empty_split_is_rejected():

@@ -40,6 +40,14 @@ def test_shipped_params_are_valid_and_cover_every_adapter(params):
     ("datasets", ["esc50", "fsd50k"], "'datasets' must be a non-empty list of distinct names "
                                       "from esc50, freesound; got ['esc50', 'fsd50k']"),
     ("datasets", [], "'datasets' must be a non-empty list"),
+    ("data.esc50.cv", "yes", "'data.esc50.cv' must be one of true, false; got 'yes'"),
+    ("data.freesound.repeats", 0, "'data.freesound.repeats' must be an integer >= 1"),
+    ("ensemble.members", ["svc"], "'ensemble.members' must be a list of two or more distinct "
+                                  "models from svc, nn-2layer, nn-5layer; got ['svc']"),
+    ("ensemble.members", ["svc", "knn"], "'ensemble.members' must be a list of two or more"),
+    ("ensemble.calibration", "platt",
+     "'ensemble.calibration' must be one of temperature, sigmoid, isotonic"),
+    ("ensemble.calibration_folds", 1, "'ensemble.calibration_folds' must be an integer >= 2"),
 ])
 def test_bad_value_names_key_and_allowed_values(params, key, value, message):
     section, _, leaf = key.rpartition(".")

@@ -21,7 +21,7 @@ import yaml
 
 from tests.conftest import REPO
 
-MODELS = ("svc", "nn-2layer", "nn-5layer")
+MODELS = ("svc", "nn-2layer", "nn-5layer", "ensemble")
 
 
 def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
@@ -83,7 +83,8 @@ def test_repro_produces_metrics_predictions_and_plots(project):
         for key in ("balanced_accuracy", "f1_weighted", "f1_macro"):
             assert 0 <= metrics[key] <= 1
         preds = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
-        assert list(preds.columns) == ["filename", "actual", "predicted"]
+        assert list(preds.columns) == ["filename", "round", "actual", "predicted"]
+        assert (preds["round"] == "fold5").all() and "rounds" not in metrics
         assert len(preds) == 12 and set(preds["actual"]) == {"dog", "rooster", "rain",
                                                              "sea_waves"}
         assert preds["filename"].str.startswith("5-").all()  # fold 5 is validation
@@ -98,7 +99,10 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     compare = json.loads((repo / "metrics/compare.json").read_text())
     assert set(compare["esc50"]) == set(MODELS)
     table = (repo / "metrics/compare.md").read_text()
-    assert "| ESC-50 | NN | [200, 100] |" in table and "52.75%" in table
+    assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
+    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer | 1 |" in table
+    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    assert {"accuracy_svc", "accuracy_nn-2layer", "accuracy_nn-5layer"} <= set(ensemble)
     assert (repo / "plots/compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (repo / "data/models/esc50/scaler.joblib").is_file()
 
@@ -167,7 +171,8 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
-    assert ran == {"train-nn-2layer@esc50", "train-nn-2layer@freesound", "compare"}, log
+    assert ran == {"train-nn-2layer@esc50", "train-nn-2layer@freesound", "compare",
+                   "train-ensemble@esc50", "train-ensemble@freesound"}, log  # a member
     after = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     assert after["nn-2layer"] != before["nn-2layer"]
     assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
@@ -232,17 +237,39 @@ def test_every_declared_plot_exists_and_renders(project):
     paths = {p.replace("${item}", d) for p in declared for d in datasets}
     for path in sorted(paths):
         assert (repo / path).exists(), path
-    assert len(list((repo / "plots/confusion").rglob("*.png"))) == 6
+    assert len(list((repo / "plots/confusion").rglob("*.png"))) == 8
     assert {p.name for p in (repo / "plots/per_class").iterdir()} == {"esc50.png",
                                                                        "freesound.png"}
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo))
     assert not shown.get("errors")
-    assert len(shown["data"]) >= 6 + 6 + 16 + 1 + 6 + 2
+    assert len(shown["data"]) >= 8 + 8 + 16 + 1 + 8 + 2
 
 
-def test_exp_run_with_one_dataset(project):
+def test_exp_run_cross_validation_on_one_dataset(project):
     repo, _ = project
-    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", cwd=repo)
+    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
+             cwd=repo)
     assert "@freesound" not in log
     compare = json.loads((repo / "metrics/compare.json").read_text())
     assert set(compare) == {"esc50"}
+    normalized = pd.read_parquet(repo / "data/normalized/esc50.parquet",
+                                 columns=["round", "split", "filename", "src_file"])
+    assert list(normalized["round"].unique()) == ["fold5", "fold1", "fold2", "fold3", "fold4"]
+    for name, part in normalized.groupby("round"):
+        valid = part[part["split"] == "valid"]
+        assert valid["filename"].str.startswith(f"{name[-1]}-").all() and len(valid) == 12
+        assert not set(valid["src_file"]) & set(part.loc[part["split"] == "train", "src_file"])
+    for model in MODELS:
+        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        assert metrics["n_rounds"] == 5 and sorted(metrics["rounds"]) == [
+            f"fold{k}" for k in range(1, 6)]
+        accuracies = [r["accuracy"] for r in metrics["rounds"].values()]
+        assert metrics["accuracy"] == pytest.approx(sum(accuracies) / 5)
+        assert metrics["std"]["accuracy"] == pytest.approx(pd.Series(accuracies).std())
+        assert all(r["n_train"] == 48 and r["n_valid"] == 12 for r in metrics["rounds"].values())
+        preds = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
+        assert len(preds) == 60 and preds["filename"].is_unique  # every clip scored once
+        assert compare["esc50"][model]["accuracy"] == pytest.approx(metrics["accuracy"])
+        assert compare["esc50"][model]["std"] == pytest.approx(metrics["std"])
+    assert re.search(r"\| ESC-50 \| LinearSVC \| - \| 5 \| [\d.]+% ± [\d.]+ \|",
+                     (repo / "metrics/compare.md").read_text())

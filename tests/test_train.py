@@ -13,7 +13,7 @@ from dvclive import Live
 from fastai.tabular.all import Callback, GradientClip
 
 from stages.evaluate import Split, TrainingError, classification_metrics
-from stages.train_nn import make_learner, nn_settings, predict, train
+from stages.train_nn import nn_settings, predict, split_learner, train
 from stages.train_svc import make_svc
 from tests.conftest import REPO, separable_table
 
@@ -35,7 +35,7 @@ def split_of(table, tmp_path):
 
 def fit_nn(split, tmp_path, **overrides):
     settings = {**nn_settings(PARAMS, "nn.layers"), **overrides}
-    learn = make_learner(split, settings)
+    learn = split_learner(split, settings)
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
         last = train(learn, settings, live)
     return learn, last
@@ -128,7 +128,7 @@ def test_gradient_clipping_bounds_the_gradient_norm(tmp_path):
 
     split = split_of(separable_table(), tmp_path)
     settings = {**nn_settings(PARAMS, "nn.layers"), "grad_clip": 0.01}
-    learn = make_learner(split, settings)
+    learn = split_learner(split, settings)
     learn.add_cb(Norm())
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
         train(learn, settings, live)

@@ -1,0 +1,120 @@
+"""Stage `train-ensemble`: a soft vote of the calibrated probabilities of chosen models.
+
+    python -m stages.train_ensemble NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
+
+The members (``ensemble.members``: svc, nn-2layer, nn-5layer) are built with the settings
+of their own stages. Each is wrapped in scikit-learn's ``CalibratedClassifierCV``
+(``ensemble.calibration``): trained on ``calibration_folds`` - 1 folds of the round's
+training part and calibrated on the fold it did not see, the fold models' probabilities
+averaged. Calibration needs predictions on clips a model was not trained on, which the
+member stages' models (trained on the whole training part) cannot give, so the members are
+trained anew here. A ``VotingClassifier`` then averages the members' calibrated
+probabilities (soft vote) and predicts the most probable class. Calibration folds, like
+early stopping's carved set, keep the clips of one recording (``src_file``) together.
+
+Metrics and predictions are written like every model's (stages.evaluate), one ensemble per
+evaluation round, with each calibrated member's accuracy beside the ensemble's;
+MODEL_JOBLIB is the primary round's ``VotingClassifier``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.base import ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import VotingClassifier
+from sklearn.model_selection import StratifiedGroupKFold
+from tqdm import tqdm
+
+from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
+from stages.io import write_with
+from stages.params import ParamError, load_params
+from stages.train_nn import TabularNN, nn_settings
+from stages.train_svc import make_svc
+
+
+def member(name: str, params: dict) -> ClassifierMixin:
+    """The model of the stage ``name`` (svc, nn-2layer, nn-5layer), unfitted."""
+    if name == "svc":
+        return make_svc(params)
+    layers_key = {"nn-2layer": "nn.layers", "nn-5layer": "nn_deep.layers"}[name]
+    return TabularNN(nn_settings(params, layers_key)).set_fit_request(groups=True)
+
+
+def fit_ensemble(params: dict, split: Split) -> VotingClassifier:
+    """The soft-voting ensemble of calibrated members, fitted on the round's training part.
+
+    Calibration folds group clips by ``src_file`` where the dataset has it.
+    """
+    settings = params["ensemble"]
+    train = split.table[~split.is_valid]
+    groups = train["src_file"].to_numpy() if "src_file" in train else np.arange(len(train))
+    folds = StratifiedGroupKFold(settings["calibration_folds"], shuffle=True,
+                                 random_state=params["seed"])
+    with sklearn.config_context(enable_metadata_routing=True):  # groups -> folds and NNs
+        ensemble = VotingClassifier(
+            [(name, CalibratedClassifierCV(member(name, params),
+                                           method=settings["calibration"], cv=folds))
+             for name in settings["members"]],
+            voting="soft",
+        )
+        return ensemble.fit(*split.xy("train"), groups=groups)
+
+
+def check_probabilities(probs: np.ndarray, model: str) -> None:
+    """Refuse probabilities that are not finite, outside [0, 1] or not summing to 1."""
+    sums = probs.sum(axis=1)
+    if not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
+            and np.allclose(sums, 1, atol=1e-5)):
+        raise TrainingError(f"{model} gave invalid class probabilities (row sums "
+                            f"{sums.min():.6f} to {sums.max():.6f}, min {probs.min():.6f})")
+
+
+def evaluate_round(params: dict, split: Split) -> tuple[VotingClassifier, RoundResult]:
+    """The fitted ensemble of one round and its validation predictions and figures."""
+    ensemble = fit_ensemble(params, split)
+    x_valid, y_valid = split.xy("valid")
+    probs = ensemble.predict_proba(x_valid)
+    check_probabilities(probs, "the ensemble")
+    predicted = ensemble.classes_[probs.argmax(axis=1)]
+    extra = {}
+    for name, calibrated in ensemble.named_estimators_.items():
+        member_probs = calibrated.predict_proba(x_valid)
+        check_probabilities(member_probs, f"member {name}")
+        member_predicted = ensemble.le_.inverse_transform(member_probs.argmax(axis=1))
+        extra[f"accuracy_{name}"] = float((member_predicted == y_valid).mean())
+    return ensemble, RoundResult(split, predicted, extra)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("normalized", "model", "metrics", "predictions"):
+        parser.add_argument(name, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        params = load_params()
+        rounds = load_rounds(args.normalized)
+        for split in rounds:
+            split.check_finite()
+        results, models = [], []
+        for split in tqdm(rounds, desc="train-ensemble rounds", disable=len(rounds) == 1):
+            ensemble, result = evaluate_round(params, split)
+            models.append(ensemble)
+            results.append(result)
+        metrics = write_results("the ensemble", results, args.metrics, args.predictions)
+    except (ParamError, TrainingError) as exc:
+        sys.exit(f"train-ensemble: {exc}")
+    write_with(args.model, lambda tmp: joblib.dump(models[0], tmp))  # the primary round's
+    members = " + ".join(params["ensemble"]["members"])
+    print(f"train-ensemble ({members}): accuracy {metrics['accuracy']:.4f} "
+          f"({'mean of ' + str(len(rounds)) + ' rounds' if len(rounds) > 1 else rounds[0].name})")
+
+
+if __name__ == "__main__":
+    main()

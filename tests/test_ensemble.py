@@ -1,0 +1,95 @@
+"""train-ensemble: valid calibrated probabilities, grouped folds, metrics like every model's."""
+
+import json
+import os
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import stages.train_nn
+from stages.evaluate import METRICS, Scores, Split, TrainingError
+from stages.train_ensemble import check_probabilities, evaluate_round, main
+from tests.conftest import REPO
+from tests.test_train import PARAMS, grouped_table
+
+ENSEMBLE = {"members": ["svc", "nn-2layer", "nn-5layer"], "calibration": "temperature",
+            "calibration_folds": 3}
+
+
+def split_of(table: pd.DataFrame, name: str = "valid") -> Split:
+    return Split(name, table, [c for c in table.columns if c.startswith("stft_")])
+
+
+def test_probabilities_are_valid_and_the_vote_is_their_mean():
+    split = split_of(grouped_table())
+    ensemble, result = evaluate_round({**PARAMS, "ensemble": ENSEMBLE}, split)
+    x_valid, y_valid = split.xy("valid")
+    probs = ensemble.predict_proba(x_valid)
+    assert probs.shape == (len(x_valid), 3)
+    assert np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+    members = [m.predict_proba(x_valid) for m in ensemble.named_estimators_.values()]
+    np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-6)
+    assert list(ensemble.classes_) == ["class_0", "class_1", "class_2"]
+    assert (result.predicted == ensemble.classes_[probs.argmax(axis=1)]).all()
+    assert (result.predicted == y_valid).mean() > 0.9  # separable data; chance is 1/3
+    assert set(result.extra) == {"accuracy_svc", "accuracy_nn-2layer", "accuracy_nn-5layer"}
+
+
+def test_calibration_folds_and_nn_members_keep_recordings_together(monkeypatch):
+    seen = []
+    original = stages.train_nn.make_learner
+
+    def spy(rows, features, settings, watch=None):
+        seen.append(rows["src_file"].value_counts())
+        return original(rows, features, settings, watch)
+
+    monkeypatch.setattr(stages.train_nn, "make_learner", spy)
+    split = split_of(grouped_table())  # 4 clips per recording, all in training or validation
+    per_recording = split.table[~split.is_valid]["src_file"].value_counts()
+    params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "nn-2layer"]}}
+    evaluate_round(params, split)
+    assert len(seen) == 3  # one NN per calibration fold
+    for counts in seen:  # the NN got the groups, and no recording was cut by the folds
+        assert (counts == per_recording[counts.index]).all()
+        assert len(counts) < len(per_recording)
+
+
+def test_invalid_probabilities_are_refused():
+    check_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]), "m")
+    for bad in ([[0.2, 0.7], [1.0, 0.0]], [[np.nan, 1.0], [0.5, 0.5]], [[-0.1, 1.1], [1, 0]]):
+        with pytest.raises(TrainingError, match="m gave invalid class probabilities"):
+            check_probabilities(np.array(bad), "m")
+
+
+def test_stage_scores_every_round_like_the_other_models(tmp_path):
+    table = grouped_table(n_per_class=20)
+    rounds = []
+    for k in range(2):  # two rounds, whole recordings on one side
+        valid = (np.arange(len(table)) // 4) % 2 == k
+        rounds.append(table.assign(round=f"fold{k + 1}", split=np.where(valid, "valid", "train")))
+    pd.concat(rounds).to_parquet(tmp_path / "normalized.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.update({k: PARAMS[k] for k in ("svc", "nn", "nn_deep")},
+                  ensemble={**ENSEMBLE, "members": ["svc", "nn-5layer"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        main(["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"])
+    finally:
+        os.chdir(cwd)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    preds = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(metrics["rounds"]) == ["fold1", "fold2"] and len(preds) == len(table)
+    scores = Scores.of(preds)
+    assert {m: metrics[m] for m in METRICS} == pytest.approx(scores.mean)
+    assert metrics["std"] == pytest.approx(scores.std)
+    assert set(metrics["rounds"]["fold1"]) >= {"accuracy_svc", "accuracy_nn-5layer"}
+    model = joblib.load(tmp_path / "model.joblib")  # the primary round's, ready to use
+    fold1 = rounds[0][rounds[0]["split"] == "valid"]
+    predicted = model.predict(fold1[[c for c in table if c.startswith("stft_")]].to_numpy())
+    assert (predicted == preds.loc[preds["round"] == "fold1", "predicted"]).all()
