@@ -35,7 +35,7 @@ from tqdm import tqdm
 from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
 from stages.io import write_with
 from stages.params import ParamError, load_params
-from stages.train_nn import TabularNN, nn_settings
+from stages.train_nn import LAYERS_KEYS, TabularNN, nn_settings
 from stages.train_svc import make_svc
 
 
@@ -43,8 +43,7 @@ def member(name: str, params: dict) -> ClassifierMixin:
     """The model of the stage ``name`` (svc, nn-2layer, nn-5layer), unfitted."""
     if name == "svc":
         return make_svc(params)
-    layers_key = {"nn-2layer": "nn.layers", "nn-5layer": "nn_deep.layers"}[name]
-    return TabularNN(nn_settings(params, layers_key)).set_fit_request(groups=True)
+    return TabularNN(nn_settings(params, LAYERS_KEYS[name])).set_fit_request(groups=True)
 
 
 def fit_ensemble(params: dict, split: Split) -> VotingClassifier:
@@ -76,7 +75,7 @@ def check_probabilities(probs: np.ndarray, model: str) -> None:
                             f"{sums.min():.6f} to {sums.max():.6f}, min {probs.min():.6f})")
 
 
-def evaluate_round(params: dict, split: Split) -> tuple[VotingClassifier, RoundResult]:
+def fit_predict(params: dict, split: Split) -> tuple[VotingClassifier, RoundResult]:
     """The fitted ensemble of one round and its validation predictions and figures."""
     ensemble = fit_ensemble(params, split)
     x_valid, y_valid = split.xy("valid")
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             split.check_finite()
         results, models = [], []
         for split in tqdm(rounds, desc="train-ensemble rounds", disable=len(rounds) == 1):
-            ensemble, result = evaluate_round(params, split)
+            ensemble, result = fit_predict(params, split)
             models.append(ensemble)
             results.append(result)
         metrics = write_results("the ensemble", results, args.metrics, args.predictions)

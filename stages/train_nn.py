@@ -70,6 +70,9 @@ class NaNGuard(Callback):
             )
 
 
+LAYERS_KEYS = {"nn-2layer": "nn.layers", "nn-5layer": "nn_deep.layers"}  # stage -> params
+
+
 def nn_settings(params: dict, layers_key: str) -> dict:
     """The training settings: the `nn` section with ``layers`` taken from LAYERS_KEY."""
     return {**params["nn"], "layers": get(params, layers_key), "seed": params["seed"]}
@@ -175,6 +178,16 @@ def predict(learn: Learner, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(learn.dls.vocab)[probs.argmax(dim=1).numpy()]
 
 
+def fit_predict(settings: dict, split: Split, live: Live | None = None
+                ) -> tuple[Learner, RoundResult]:
+    """Train on one round and predict its validation clips; figures of the kept epoch."""
+    learn = split_learner(split, settings)
+    kept = train(learn, settings, live)
+    extra = {k: float(v) for k, v in kept.items()
+             if k in ("valid_loss", "best_epoch", "epochs_run")}
+    return learn, RoundResult(split, predict(learn, split.table[split.is_valid]), extra)
+
+
 class TabularNN(ClassifierMixin, BaseEstimator):
     """This module's MLP and training as a scikit-learn classifier (for the ensemble).
 
@@ -215,7 +228,7 @@ class TabularNN(ClassifierMixin, BaseEstimator):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("layers_key", choices=("nn.layers", "nn_deep.layers"))
+    parser.add_argument("layers_key", choices=tuple(LAYERS_KEYS.values()))
     for name in ("normalized", "model", "metrics", "predictions", "training_dir"):
         parser.add_argument(name, type=Path)
     args = parser.parse_args(argv)
@@ -229,18 +242,13 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
             for split in tqdm(rounds, desc=f"train {name} rounds", disable=len(rounds) == 1):
-                learn = split_learner(split, settings)
                 if not results:  # the primary round: its curves are logged, its model kept
                     with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
-                        kept = train(learn, settings, live)
+                        primary, result = fit_predict(settings, split, live)
                     shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
-                    primary = learn
                 else:
-                    kept = train(learn, settings)
-                extra = {k: float(v) for k, v in kept.items()
-                         if k in ("valid_loss", "best_epoch", "epochs_run")}
-                results.append(RoundResult(split, predict(learn, split.table[split.is_valid]),
-                                           extra))
+                    _, result = fit_predict(settings, split)
+                results.append(result)
             metrics = write_results(name, results, args.metrics, args.predictions)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train {name}: {exc}")

@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 
 import joblib
-import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from tqdm import tqdm
@@ -32,8 +31,8 @@ def make_svc(params: dict) -> LinearSVC:
                      random_state=params["seed"])
 
 
-def fit_predict(params: dict, split: Split) -> tuple[LinearSVC, np.ndarray]:
-    """A LinearSVC trained on the round's training part and its validation predictions."""
+def fit_predict(params: dict, split: Split) -> tuple[LinearSVC, RoundResult]:
+    """A LinearSVC trained on the round's training part, and its validation predictions."""
     model = make_svc(params)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -41,7 +40,7 @@ def fit_predict(params: dict, split: Split) -> tuple[LinearSVC, np.ndarray]:
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         print(f"train-svc: LinearSVC did not converge in {model.max_iter} iterations in round "
               f"{split.name}; the scores are those of the last iteration (raise svc.max_iter)")
-    return model, model.predict(split.xy("valid")[0])
+    return model, RoundResult(split, model.predict(split.xy("valid")[0]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,9 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             split.check_finite()
         results, models = [], []
         for split in tqdm(rounds, desc="train-svc rounds", disable=len(rounds) == 1):
-            model, predicted = fit_predict(params, split)
+            model, result = fit_predict(params, split)
             models.append(model)
-            results.append(RoundResult(split, predicted))
+            results.append(result)
         metrics = write_results("LinearSVC", results, args.metrics, args.predictions)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-svc: {exc}")

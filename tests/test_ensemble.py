@@ -11,7 +11,7 @@ import yaml
 
 import stages.train_nn
 from stages.evaluate import METRICS, Scores, Split, TrainingError
-from stages.train_ensemble import check_probabilities, evaluate_round, main
+from stages.train_ensemble import check_probabilities, fit_predict, main
 from tests.conftest import REPO
 from tests.test_train import PARAMS, grouped_table
 
@@ -25,7 +25,7 @@ def split_of(table: pd.DataFrame, name: str = "valid") -> Split:
 
 def test_probabilities_are_valid_and_the_vote_is_their_mean():
     split = split_of(grouped_table())
-    ensemble, result = evaluate_round({**PARAMS, "ensemble": ENSEMBLE}, split)
+    ensemble, result = fit_predict({**PARAMS, "ensemble": ENSEMBLE}, split)
     x_valid, y_valid = split.xy("valid")
     probs = ensemble.predict_proba(x_valid)
     assert probs.shape == (len(x_valid), 3)
@@ -51,7 +51,7 @@ def test_calibration_folds_and_nn_members_keep_recordings_together(monkeypatch):
     split = split_of(grouped_table())  # 4 clips per recording, all in training or validation
     per_recording = split.table[~split.is_valid]["src_file"].value_counts()
     params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "nn-2layer"]}}
-    evaluate_round(params, split)
+    fit_predict(params, split)
     assert len(seen) == 3  # one NN per calibration fold
     for counts in seen:  # the NN got the groups, and no recording was cut by the folds
         assert (counts == per_recording[counts.index]).all()
