@@ -245,6 +245,19 @@ def test_every_declared_plot_exists_and_renders(project):
     assert len(shown["data"]) >= 8 + 8 + 16 + 1 + 8 + 2
 
 
+def test_selected_configuration_runs_with_the_printed_command(project):
+    repo, _ = project
+    out = sh(sys.executable, "scripts/select_config.py", "esc50", "--model", "svc",
+             "--grid", "svc.C=0.05,1.0", "--out", "selection.json", cwd=repo)
+    selection = json.loads((repo / "selection.json").read_text())
+    assert selection["inner_rounds"] == ["fold1", "fold2", "fold3", "fold4"]
+    assert selection["command"] in out and selection["command"].startswith("dvc exp run")
+    sh("bash", "-c", selection["command"], cwd=repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["svc"]["C"] == selection["best"]["svc.C"]
+    assert "selected-svc" in sh("dvc", "exp", "list", cwd=repo)
+
+
 def test_exp_run_cross_validation_on_one_dataset(project):
     repo, _ = project
     log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
