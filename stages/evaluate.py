@@ -164,3 +164,11 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     write_with(predictions_path, lambda tmp: predictions.to_csv(tmp, index=False))
     write_json(metrics_path, metrics)
     return metrics
+
+
+def headline(metrics: dict) -> str:
+    """The accuracy a stage prints: of its one round, or the mean ± std over several."""
+    if "rounds" not in metrics:
+        return f"accuracy {metrics['accuracy']:.4f} on {metrics['n_valid']} clips"
+    return (f"accuracy {metrics['accuracy']:.4f} ± {metrics['std']['accuracy']:.4f} "
+            f"(mean ± std of {metrics['n_rounds']} rounds)")

@@ -32,7 +32,7 @@ from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, headline, load_rounds, write_results
 from stages.io import write_with
 from stages.params import ParamError, load_params
 from stages.train_nn import LAYERS_KEYS, TabularNN, nn_settings
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"train-ensemble: {exc}")
     write_with(args.model, lambda tmp: joblib.dump(models[0], tmp))  # the primary round's
     members = " + ".join(params["ensemble"]["members"])
-    print(f"train-ensemble ({members}): accuracy {metrics['accuracy']:.4f} "
-          f"({'mean of ' + str(len(rounds)) + ' rounds' if len(rounds) > 1 else rounds[0].name})")
+    print(f"train-ensemble ({members}): {headline(metrics)}")
 
 
 if __name__ == "__main__":

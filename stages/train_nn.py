@@ -52,7 +52,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, headline, load_rounds, write_results
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, get, load_params
 
@@ -253,8 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train {name}: {exc}")
     write_with(args.model, lambda tmp: primary.export(tmp.absolute()))
-    print(f"train {name}: accuracy {metrics['accuracy']:.4f} "
-          f"({'mean of ' + str(len(rounds)) + ' rounds' if len(rounds) > 1 else rounds[0].name})")
+    print(f"train {name}: {headline(metrics)}")
 
 
 if __name__ == "__main__":

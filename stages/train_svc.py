@@ -19,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Split, TrainingError, load_rounds, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, headline, load_rounds, write_results
 from stages.io import write_with
 from stages.params import ParamError, load_params
 
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-svc: {exc}")
     write_with(args.model, lambda tmp: joblib.dump(models[0], tmp))  # the primary round's
-    print(f"train-svc: accuracy {metrics['accuracy']:.4f} "
-          f"({'mean of ' + str(len(rounds)) + ' rounds' if len(rounds) > 1 else rounds[0].name})")
+    print(f"train-svc: {headline(metrics)}")
 
 
 if __name__ == "__main__":
