@@ -261,8 +261,11 @@ def test_skip_leaves_bad_files_out_and_says_why(odd_clips):
 def run_stage_and_kill(cmd: list[str], cwd: Path, ready: callable, sig: int) -> None:
     log = cwd / "stage.log"
     with open(log, "w") as out:
+        # SIGINT as DVC's Ctrl-C delivers it: a shell that started this run in the
+        # background leaves SIGINT ignored, and a child would inherit that
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+                                env={**os.environ, "PYTHONPATH": str(REPO)},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while not ready(log.read_text()) and proc.poll() is None:
             assert time.monotonic() < deadline, log.read_text()
@@ -305,7 +308,7 @@ def test_write_killed_midway_keeps_the_previous_file(tmp_path, sig):
         "    with open(tmp, 'w') as f:\n"
         "        f.write('{\"accur'); f.flush()\n"
         "        print('half written', flush=True)\n"
-        "        time.sleep(60)\n"
+        "        time.sleep(600)\n"
         f"write_with({str(dest)!r}, slow)\n"
     )
     run_stage_and_kill([sys.executable, str(script)], tmp_path,
