@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.evaluate import Split  # noqa: E402
 from stages.io import write_json, write_with  # noqa: E402
 from stages.params import load_params  # noqa: E402
-from stages.train_nn import nn_settings, split_learner  # noqa: E402
+from stages.train_nn import LAYERS_KEYS, nn_settings, split_learner  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("normalized", type=Path, help="a normalize stage output (parquet)")
     parser.add_argument("out", type=Path, help="the plot (PNG); suggestions go beside it")
     parser.add_argument("--layers-key", default="nn.layers",
-                        choices=("nn.layers", "nn_deep.layers"))
+                        choices=tuple(LAYERS_KEYS.values()))
     args = parser.parse_args()
     settings = nn_settings(load_params(), args.layers_key)
     learn = split_learner(Split.load(args.normalized), settings)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages import train_ensemble, train_nn, train_svc  # noqa: E402
 from stages.audio import feature_columns  # noqa: E402
 from stages.datasets import adapter_for  # noqa: E402
-from stages.evaluate import Scores, Split  # noqa: E402
+from stages.evaluate import Scores, Split, predictions_table  # noqa: E402
 from stages.io import write_json  # noqa: E402
 from stages.normalize import normalize  # noqa: E402
 from stages.params import MODELS, load_params, validate  # noqa: E402
@@ -100,13 +100,11 @@ def fit_predict(model: str, params: dict, split: Split):
 
 def score(model: str, params: dict, train: pd.DataFrame, rounds: dict[str, np.ndarray]) -> dict:
     features = feature_columns(list(train.columns))
-    tables = []
+    results = []
     for name, is_valid in rounds.items():
         part, _ = normalize(train, is_valid, params["normalize"]["scaler"])
-        result = fit_predict(model, params, Split(name, part, features))
-        tables.append(pd.DataFrame({"round": name, "actual": part.loc[is_valid, "label"],
-                                    "predicted": result.predicted}))
-    scores = Scores.of(pd.concat(tables))
+        results.append(fit_predict(model, params, Split(name, part, features)))
+    scores = Scores.of(predictions_table(results))
     return {**scores.mean, "std": scores.std, "rounds": scores.rounds}
 
 

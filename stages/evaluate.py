@@ -10,12 +10,15 @@ look like results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from tqdm import tqdm
 
 from stages.audio import feature_columns
 from stages.io import write_json, write_with
@@ -128,34 +131,34 @@ class RoundResult:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
+    """A row per validation clip and round: ``filename``, ``round``, ``actual``, ``predicted``."""
+    return pd.concat([pd.DataFrame({
+        "filename": r.split.table.loc[r.split.is_valid, "filename"].to_numpy(),
+        "round": r.split.name,
+        "actual": r.split.xy("valid")[1], "predicted": np.asarray(r.predicted),
+    }) for r in results], ignore_index=True)
+
+
 def write_results(model: str, results: list[RoundResult], metrics_path: Path,
                   predictions_path: Path) -> dict:
     """Score every round's predictions and write the metrics and the predictions.
 
     One round: its scores, counts and ``extra`` figures (an NN's validation loss, say).
     Several: the mean of each score over the rounds, ``std`` (over the rounds) and
-    ``rounds`` with every round's scores, counts and extra figures. The predictions table
-    has a row per validation clip and round: ``filename``, ``round``, ``actual``,
-    ``predicted``.
+    ``rounds`` with every round's scores, counts and extra figures. The predictions are
+    :func:`predictions_table`.
     """
-    tables = []
+    n_classes = int(results[0].split.table["label"].nunique())
     for result in results:
-        split = result.split
-        n_classes = split.table["label"].nunique()
-        check_not_collapsed(result.predicted, n_classes, f"{model} (round {split.name})")
-        tables.append(pd.DataFrame({
-            "filename": split.table.loc[split.is_valid, "filename"].to_numpy(),
-            "round": split.name,
-            "actual": split.xy("valid")[1], "predicted": np.asarray(result.predicted),
-        }))
-    predictions = pd.concat(tables, ignore_index=True)
+        check_not_collapsed(result.predicted, n_classes, f"{model} (round {result.split.name})")
+    predictions = predictions_table(results)
     scores = Scores.of(predictions)
     per_round = {
         r.split.name: {**scores.rounds[r.split.name], "n_train": int((~r.split.is_valid).sum()),
                        "n_valid": int(r.split.is_valid.sum()), **r.extra}
         for r in results
     }
-    n_classes = int(results[0].split.table["label"].nunique())
     if len(results) == 1:
         metrics = {**next(iter(per_round.values())), "n_classes": n_classes}
     else:
@@ -164,6 +167,29 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     write_with(predictions_path, lambda tmp: predictions.to_csv(tmp, index=False))
     write_json(metrics_path, metrics)
     return metrics
+
+
+def train_rounds(
+    model: str, normalized: Path, fit_predict: Callable[[Split, bool], tuple[Any, RoundResult]],
+    metrics_path: Path, predictions_path: Path,
+) -> tuple[Any, dict]:
+    """What a model stage does: train and score every round, then write the results.
+
+    Every round is checked for non-finite features before any training; then
+    ``fit_predict(split, primary)`` trains on each round (``primary`` for the first) and
+    returns the fitted model and its RoundResult. Returns the primary round's model, the
+    one the stage saves, and the metrics.
+    """
+    rounds = load_rounds(normalized)
+    for split in rounds:
+        split.check_finite()
+    primary, results = None, []
+    for split in tqdm(rounds, desc=f"{model} rounds", disable=len(rounds) == 1):
+        fitted, result = fit_predict(split, not results)
+        if not results:
+            primary = fitted
+        results.append(result)
+    return primary, write_results(model, results, metrics_path, predictions_path)
 
 
 def headline(metrics: dict) -> str:

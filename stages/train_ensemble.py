@@ -30,9 +30,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
-from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Split, TrainingError, headline, load_rounds, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
 from stages.io import write_with
 from stages.params import ParamError, load_params
 from stages.train_nn import LAYERS_KEYS, TabularNN, nn_settings
@@ -98,18 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         params = load_params()
-        rounds = load_rounds(args.normalized)
-        for split in rounds:
-            split.check_finite()
-        results, models = [], []
-        for split in tqdm(rounds, desc="train-ensemble rounds", disable=len(rounds) == 1):
-            ensemble, result = fit_predict(params, split)
-            models.append(ensemble)
-            results.append(result)
-        metrics = write_results("the ensemble", results, args.metrics, args.predictions)
+        model, metrics = train_rounds(
+            "the ensemble", args.normalized, lambda split, _: fit_predict(params, split),
+            args.metrics, args.predictions,
+        )
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-ensemble: {exc}")
-    write_with(args.model, lambda tmp: joblib.dump(models[0], tmp))  # the primary round's
+    write_with(args.model, lambda tmp: joblib.dump(model, tmp))  # the primary round's
     members = " + ".join(params["ensemble"]["members"])
     print(f"train-ensemble ({members}): {headline(metrics)}")
 

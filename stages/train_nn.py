@@ -50,9 +50,8 @@ from fastai.tabular.all import (
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
-from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Split, TrainingError, headline, load_rounds, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, get, load_params
 
@@ -236,23 +235,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = nn_settings(load_params(), args.layers_key)
         name = f"NN {settings['layers']}"
-        rounds = load_rounds(args.normalized)
-        for split in rounds:
-            split.check_finite()
-        results = []
         with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
-            for split in tqdm(rounds, desc=f"train {name} rounds", disable=len(rounds) == 1):
-                if not results:  # the primary round: its curves are logged, its model kept
-                    with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
-                        primary, result = fit_predict(settings, split, live)
-                    shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
-                else:
-                    _, result = fit_predict(settings, split)
-                results.append(result)
-            metrics = write_results(name, results, args.metrics, args.predictions)
+
+            def fit(split: Split, primary: bool) -> tuple[Learner, RoundResult]:
+                if not primary:
+                    return fit_predict(settings, split)
+                # the primary round: its curves are logged, its model kept
+                with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
+                    fitted = fit_predict(settings, split, live)
+                shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
+                return fitted
+
+            learn, metrics = train_rounds(name, args.normalized, fit, args.metrics,
+                                          args.predictions)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train {name}: {exc}")
-    write_with(args.model, lambda tmp: primary.export(tmp.absolute()))
+    write_with(args.model, lambda tmp: learn.export(tmp.absolute()))
     print(f"train {name}: {headline(metrics)}")
 
 

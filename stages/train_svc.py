@@ -17,9 +17,8 @@ from pathlib import Path
 import joblib
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
-from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Split, TrainingError, headline, load_rounds, write_results
+from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
 from stages.io import write_with
 from stages.params import ParamError, load_params
 
@@ -50,18 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         params = load_params()
-        rounds = load_rounds(args.normalized)
-        for split in rounds:
-            split.check_finite()
-        results, models = [], []
-        for split in tqdm(rounds, desc="train-svc rounds", disable=len(rounds) == 1):
-            model, result = fit_predict(params, split)
-            models.append(model)
-            results.append(result)
-        metrics = write_results("LinearSVC", results, args.metrics, args.predictions)
+        model, metrics = train_rounds(
+            "LinearSVC", args.normalized, lambda split, _: fit_predict(params, split),
+            args.metrics, args.predictions,
+        )
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-svc: {exc}")
-    write_with(args.model, lambda tmp: joblib.dump(models[0], tmp))  # the primary round's
+    write_with(args.model, lambda tmp: joblib.dump(model, tmp))  # the primary round's
     print(f"train-svc: {headline(metrics)}")
 
 
