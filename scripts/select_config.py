@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
@@ -38,7 +37,7 @@ from stages.datasets import adapter_for  # noqa: E402
 from stages.evaluate import Scores, Split, predictions_table  # noqa: E402
 from stages.io import write_json  # noqa: E402
 from stages.normalize import normalize  # noqa: E402
-from stages.params import MODELS, load_params, validate  # noqa: E402
+from stages.params import MODELS, load_params, parse_value, validate  # noqa: E402
 
 # What the original write-up proposed to try next, on the 2-layer NN: 16 candidates.
 DEFAULT_GRID = {
@@ -53,7 +52,7 @@ def parse_axis(text: str) -> tuple[str, list]:
     key, sep, values = text.partition("=")
     if not sep or not values:
         raise SystemExit(f"--grid {text!r}: expected KEY=V1,V2,... (e.g. nn.ps=0,0.25)")
-    return key, [yaml.safe_load(v) for v in values.split(",")]
+    return key, [parse_value(v) for v in values.split(",")]
 
 
 def candidates(params: dict, grid: dict[str, list]) -> list[dict]:
@@ -109,7 +108,7 @@ def score(model: str, params: dict, train: pd.DataFrame, rounds: dict[str, np.nd
 
 
 def command(overrides: dict, name: str) -> str:
-    def show(value) -> str:  # as YAML reads it back: 1e-06 would be a string, 0.000001 not
+    def show(value) -> str:  # floats as people write them: 0.000001, not 1e-06
         if isinstance(value, float):
             return np.format_float_positional(value, trim="0")
         return value if isinstance(value, str) else json.dumps(value).replace(" ", "")

@@ -26,6 +26,21 @@ CALIBRATIONS = ("temperature", "sigmoid", "isotonic")  # CalibratedClassifierCV 
 Validator = Callable[[Any], str | None]
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e-06`` as a float (YAML 1.2).
+
+    DVC writes small floats that way (``dvc exp run -S nn.lr=0.00005`` puts
+    ``lr: 5e-05`` in params.yaml); YAML 1.1, which PyYAML follows, wants a dot and would
+    read a string.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 class ParamError(ValueError):
     """A value in params.yaml that the pipeline cannot use."""
 
@@ -185,10 +200,15 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """The validated contents of params.yaml."""
     try:
         with open(path) as f:
-            params = yaml.safe_load(f)
+            params = yaml.load(f, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ParamError(f"{path}: not valid YAML ({exc})") from None
     return validate(params, str(path))
+
+
+def parse_value(text: str) -> Any:
+    """One value written as in params.yaml (``1e-06`` a float, ``null`` None, ``[1, 2]``)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def get(params: dict, key: str) -> Any:

@@ -41,7 +41,7 @@ def test_best_candidate_by_inner_cv_never_using_the_held_out_fold(project, capsy
     assert summary["best"] == best["overrides"]
     assert min(c["accuracy"] for c in summary["candidates"]) < best["accuracy"]
     chosen = best["overrides"]
-    written = {1e-6: "0.000001", 1.0: "1.0"}[chosen["svc.C"]]  # YAML reads 1e-06 as a string
+    written = {1e-6: "0.000001", 1.0: "1.0"}[chosen["svc.C"]]  # positional, not 1e-06
     assert summary["command"] == (f"dvc exp run -n selected-svc -S 'svc.C={written}' "
                                   f"-S 'normalize.scaler={chosen['normalize.scaler']}'")
     assert summary["command"] in capsys.readouterr().out
