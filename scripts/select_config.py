@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -37,7 +36,13 @@ from stages.datasets import adapter_for  # noqa: E402
 from stages.evaluate import Scores, Split, predictions_table  # noqa: E402
 from stages.io import write_json  # noqa: E402
 from stages.normalize import normalize  # noqa: E402
-from stages.params import MODELS, load_params, parse_value, validate  # noqa: E402
+from stages.params import (  # noqa: E402
+    MODELS,
+    format_value,
+    load_params,
+    parse_value,
+    validate,
+)
 
 # What the original write-up proposed to try next, on the 2-layer NN: 16 candidates.
 DEFAULT_GRID = {
@@ -108,11 +113,7 @@ def score(model: str, params: dict, train: pd.DataFrame, rounds: dict[str, np.nd
 
 
 def command(overrides: dict, name: str) -> str:
-    def show(value) -> str:  # floats as people write them: 0.000001, not 1e-06
-        if isinstance(value, float):
-            return np.format_float_positional(value, trim="0")
-        return value if isinstance(value, str) else json.dumps(value).replace(" ", "")
-    flags = " ".join(f"-S '{key}={show(value)}'" for key, value in overrides.items())
+    flags = " ".join(f"-S '{key}={format_value(value)}'" for key, value in overrides.items())
     return f"dvc exp run -n {name} {flags}"
 
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.params import format_value  # noqa: E402
 
 GRID = {
     "layers": ("nn.layers", [[400, 200], [300, 150, 75], [500]]),
@@ -35,8 +39,7 @@ def commands(axes: list[str]) -> list[list[str]]:
     keys = [GRID[a][0] for a in axes]
     runs = []
     for values in itertools.product(*(GRID[a][1] for a in axes)):
-        settings = [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in
-                    zip(keys, values, strict=True)]
+        settings = [f"{k}={format_value(v)}" for k, v in zip(keys, values, strict=True)]
         runs.append(["dvc", "exp", "run", "--queue",
                      *itertools.chain.from_iterable(("-S", s) for s in settings)])
     return runs

@@ -9,11 +9,13 @@ the key and what is allowed.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 PARAMS_FILE = "params.yaml"
@@ -209,6 +211,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 def parse_value(text: str) -> Any:
     """One value written as in params.yaml (``1e-06`` a float, ``null`` None, ``[1, 2]``)."""
     return yaml.load(text, Loader=_Loader)
+
+
+def format_value(value: Any) -> str:
+    """A value as ``dvc exp run -S key=...`` and :func:`parse_value` read it back.
+
+    Floats positional (``0.000001``, not ``1e-06``), lists without spaces (``[400,200]``),
+    strings bare, ``null``, ``true``, ``false``.
+    """
+    if isinstance(value, float):
+        return np.format_float_positional(value, trim="0")
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def get(params: dict, key: str) -> Any:

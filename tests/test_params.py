@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from stages.datasets import ADAPTERS
-from stages.params import DATASETS, ParamError, load_params, validate
+from stages.params import DATASETS, ParamError, format_value, load_params, parse_value, validate
 from tests.conftest import REPO
 
 
@@ -69,6 +69,16 @@ def test_floats_as_dvc_writes_them_are_numbers(tmp_path):
     params = load_params(tmp_path / "params.yaml")
     assert params["svc"]["C"] == 1e-06 and params["nn"]["lr"] == 500.0
     assert params["seed"] == 42 and params["nn"]["epochs"] == 10  # integers stay integers
+
+
+@pytest.mark.parametrize("value, text", [
+    (1e-06, "0.000001"), (0.0005, "0.0005"), (1.0, "1.0"), (42, "42"), (None, "null"),
+    (True, "true"), ("standard", "standard"), ([400, 200], "[400,200]"),
+    (["svc", "nn-2layer"], '["svc","nn-2layer"]'),
+])
+def test_values_written_for_dvc_exp_run_read_back_the_same(value, text):
+    assert format_value(value) == text
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
 
 
 def test_typo_and_missing_key_are_named_with_a_suggestion(params):
