@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     params = load_params()
     features = args.features or Path(f"data/features/{args.dataset}.parquet")
+    if not features.is_file():
+        raise SystemExit(f"{features} is missing: run `dvc repro feature-extraction@"
+                         f"{args.dataset}` first, or pass --features")
     table = pd.read_parquet(features)
     held_out = adapter_for(args.dataset).validation_mask(table, params)
     train = table[~held_out].reset_index(drop=True)

@@ -133,7 +133,8 @@ class ESC50(Adapter):
         if (spread > 1).any():
             raise LayoutError(
                 f"recording(s) {', '.join(spread.index[spread > 1][:5])} have clips in several "
-                "folds: the folds would leak (check the metadata's fold and src_file columns)"
+                f"folds: the folds would leak (check the fold and src_file columns of "
+                f"{self.root}/meta/esc50.csv)"
             )
         chosen = [fold, *(f for f in folds if f != fold)] if get(params, "data.esc50.cv") else [
             fold]

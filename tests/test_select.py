@@ -66,3 +66,9 @@ def test_nn_candidates_and_a_bad_grid_value(project):
     assert all(c["accuracy"] > 0.5 for c in summary["candidates"])  # chance is 1/3
     with pytest.raises(Exception, match=r"'nn\.ps' must be a probability in \[0, 1\); got 2"):
         main(["esc50", "--features", "features.parquet", "--grid", "nn.ps=0,2"])
+
+
+def test_missing_features_table_says_which_stage_makes_it(project):
+    with pytest.raises(SystemExit, match=r"data/features/esc50\.parquet is missing: run "
+                                         r"`dvc repro feature-extraction@esc50` first"):
+        main(["esc50"])
