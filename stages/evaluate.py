@@ -22,8 +22,7 @@ from tqdm import tqdm
 
 from stages.audio import feature_columns
 from stages.io import write_json, write_with
-
-METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")
+from stages.params import METRICS
 
 
 class TrainingError(RuntimeError):
@@ -128,7 +127,7 @@ class RoundResult:
 
     split: Split
     predicted: np.ndarray
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # numbers, or what tune chose
 
 
 def predictions_table(results: list[RoundResult]) -> pd.DataFrame:

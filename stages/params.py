@@ -23,6 +23,7 @@ SCALERS = ("none", "standard", "minmax", "robust")
 CLASS_WEIGHTS = ("none", "balanced")
 MODELS = ("svc", "nn-2layer", "nn-5layer")  # the model stages, as named in paths
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic")  # CalibratedClassifierCV methods
+METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")  # every model's scores
 
 # A validator returns what is wrong with a value, or None when it is fine.
 Validator = Callable[[Any], str | None]
@@ -107,6 +108,31 @@ def weight_decay(v: Any) -> str | None:
     return None if ok else "must be null (fastai's default) or a non-negative number"
 
 
+def grid_of(section: str, fixed: tuple[str, ...] = ()) -> Validator:
+    """A search grid over ``section``: each key one of its own (but ``fixed``), each value
+    null (not searched) or a non-empty list of values that key accepts. Checked against
+    SCHEMA when called."""
+
+    def check(grid: Any) -> str | None:
+        if not isinstance(grid, dict):
+            return f"must be a mapping of {section} keys to lists of values, e.g. {{C: [0.1, 1]}}"
+        for key, values in grid.items():
+            if f"{section}.{key}" not in SCHEMA or key in fixed:
+                allowed = [k.split(".", 1)[1] for k in SCHEMA
+                           if k.startswith(f"{section}.") and k.split(".", 1)[1] not in fixed]
+                return f"key {key!r} cannot be tuned (tunable: {', '.join(allowed)})"
+            if values is None:
+                continue
+            if not isinstance(values, list) or not values:
+                return f"{key}: must be null or a non-empty list of candidate values"
+            for value in values:
+                if why := SCHEMA[f"{section}.{key}"](value):
+                    return f"{key}: {value!r} {why}"
+        return None
+
+    return check
+
+
 SCHEMA: dict[str, Validator] = {
     "seed": integer(0),
     "datasets": lambda v: None,  # checked against the data sections in validate()
@@ -153,16 +179,22 @@ SCHEMA: dict[str, Validator] = {
     "ensemble.members": members,
     "ensemble.calibration": one_of(*CALIBRATIONS),
     "ensemble.calibration_folds": integer(2),
+    # architectures are the stages' own (nn.layers, nn_deep.layers), compared as experiments
+    "tune.svc": grid_of("svc"),
+    "tune.nn": grid_of("nn", fixed=("layers",)),
+    "tune.folds": integer(2),
+    "tune.metric": one_of(*METRICS),
 }
+GRIDS = ("tune.svc", "tune.nn")  # mappings read whole, not as keys of their own
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"nn": {"lr": 1}}`` -> ``{"nn.lr": 1}``; lists and scalars are leaves."""
+    """``{"nn": {"lr": 1}}`` -> ``{"nn.lr": 1}``; lists, scalars and GRIDS are leaves."""
     flat = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and name not in GRIDS:
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value

@@ -1,6 +1,7 @@
 """Stage `train-ensemble`: a soft vote of the calibrated probabilities of chosen models.
 
     python -m stages.train_ensemble NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
+        [--member-metrics MODEL_METRICS_JSON ...]
 
 The members (``ensemble.members``: svc, nn-2layer, nn-5layer) are built with the settings
 of their own stages. Each is wrapped in scikit-learn's ``CalibratedClassifierCV``
@@ -12,6 +13,10 @@ trained anew here. A ``VotingClassifier`` then averages the members' calibrated
 probabilities (soft vote) and predicts the most probable class. Calibration folds, like
 early stopping's carved set, keep the clips of one recording (``src_file``) together.
 
+With a search grid (``tune.svc``, ``tune.nn``), each member takes the values its own stage
+chose in the same round, read from that stage's metrics (``--member-metrics``), instead of
+searching again.
+
 Metrics and predictions are written like every model's (stages.evaluate), one ensemble per
 evaluation round, with each calibrated member's accuracy beside the ensemble's;
 MODEL_JOBLIB is the primary round's ``VotingClassifier``.
@@ -20,6 +25,7 @@ MODEL_JOBLIB is the primary round's ``VotingClassifier``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +37,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
+from stages import tune
 from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
 from stages.io import write_with
 from stages.params import ParamError, load_params
@@ -45,11 +52,14 @@ def member(name: str, params: dict) -> ClassifierMixin:
     return TabularNN(nn_settings(params, LAYERS_KEYS[name])).set_fit_request(groups=True)
 
 
-def fit_ensemble(params: dict, split: Split) -> VotingClassifier:
+def fit_ensemble(params: dict, split: Split, tuned: dict[str, dict] | None = None
+                 ) -> VotingClassifier:
     """The soft-voting ensemble of calibrated members, fitted on the round's training part.
 
+    ``tuned`` maps a member to the values its stage's search chose in this round.
     Calibration folds group clips by ``src_file`` where the dataset has it.
     """
+    tuned = tuned or {}
     settings = params["ensemble"]
     train = split.table[~split.is_valid]
     groups = train["src_file"].to_numpy() if "src_file" in train else np.arange(len(train))
@@ -57,7 +67,8 @@ def fit_ensemble(params: dict, split: Split) -> VotingClassifier:
                                  random_state=params["seed"])
     with sklearn.config_context(enable_metadata_routing=True):  # groups -> folds and NNs
         ensemble = VotingClassifier(
-            [(name, CalibratedClassifierCV(member(name, params),
+            [(name, CalibratedClassifierCV(member(name, tune.with_values(
+                params, tune.SECTIONS[name], tuned.get(name, {}))),
                                            method=settings["calibration"], cv=folds))
              for name in settings["members"]],
             voting="soft",
@@ -74,9 +85,10 @@ def check_probabilities(probs: np.ndarray, model: str) -> None:
                             f"{sums.min():.6f} to {sums.max():.6f}, min {probs.min():.6f})")
 
 
-def fit_predict(params: dict, split: Split) -> tuple[VotingClassifier, RoundResult]:
+def fit_predict(params: dict, split: Split, tuned: dict[str, dict] | None = None
+                ) -> tuple[VotingClassifier, RoundResult]:
     """The fitted ensemble of one round and its validation predictions and figures."""
-    ensemble = fit_ensemble(params, split)
+    ensemble = fit_ensemble(params, split, tuned)
     x_valid, y_valid = split.xy("valid")
     probs = ensemble.predict_proba(x_valid)
     check_probabilities(probs, "the ensemble")
@@ -94,13 +106,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("normalized", "model", "metrics", "predictions"):
         parser.add_argument(name, type=Path)
+    parser.add_argument("--member-metrics", type=Path, nargs="*", default=[],
+                        help="the member stages' metrics (their stem the model), for what "
+                             "their tune search chose")
     args = parser.parse_args(argv)
     try:
         params = load_params()
-        model, metrics = train_rounds(
-            "the ensemble", args.normalized, lambda split, _: fit_predict(params, split),
-            args.metrics, args.predictions,
-        )
+        searched = [m for m in params["ensemble"]["members"]
+                    if tune.grid(params, tune.SECTIONS[m])]
+        sources = {path.stem: path for path in args.member_metrics}
+        if missing := [m for m in searched if m not in sources or not sources[m].is_file()]:
+            raise TrainingError(f"tune.* searches for {', '.join(missing)}: their stages' "
+                                "metrics (--member-metrics) are needed and missing")
+        records = {m: json.loads(sources[m].read_text()) for m in searched}
+
+        def fit(split: Split, _: bool) -> tuple[VotingClassifier, RoundResult]:
+            return fit_predict(params, split, {
+                m: tune.chosen_in(records[m], split.name, str(sources[m])) for m in searched})
+
+        model, metrics = train_rounds("the ensemble", args.normalized, fit, args.metrics,
+                                      args.predictions)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-ensemble: {exc}")
     write_with(args.model, lambda tmp: joblib.dump(model, tmp))  # the primary round's

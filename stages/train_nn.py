@@ -8,8 +8,9 @@ every other setting comes from the `nn` section. The target is always categorica
 (``CategoryBlock``): fastai would otherwise make an integer label a one-output regression,
 which is how the original FreeSound run collapsed to a single class. Per-epoch training
 and validation loss and accuracy are logged by dvclive's ``DVCLiveCallback`` into
-TRAINING_DIR. One model is trained per evaluation round (see stages.evaluate); the curves
-and MODEL_PKL are the primary round's.
+TRAINING_DIR. One model is trained per evaluation round (see stages.evaluate), with the
+values ``tune.nn`` chooses in it if set (stages.tune); the curves and MODEL_PKL are the
+primary round's.
 
 As originally run, the per-epoch validation figures are those of the validation split,
 which only watches training. With ``nn.early_stopping`` (a patience in epochs), training
@@ -51,6 +52,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
+from stages import tune
 from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, get, load_params
@@ -91,8 +93,13 @@ def early_stopping_rows(train: pd.DataFrame, fraction: float, seed: int) -> np.n
     Clips cut from one recording (``src_file``, ESC-50) stay on one side, or it would leak.
     """
     groups = train["src_file"] if "src_file" in train else np.arange(len(train))
-    folds = StratifiedGroupKFold(n_splits=max(2, round(1 / fraction)), shuffle=True,
-                                 random_state=seed)
+    n_splits = max(2, round(1 / fraction))
+    largest = int(train["label"].value_counts().max())  # stratifying needs that many clips
+    if largest < n_splits:
+        print(f"nn.early_stopping_valid {fraction}: no class has the {n_splits} training clips "
+              f"that needs; watching 1/{max(2, largest)} of them instead")
+        n_splits = max(2, largest)
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return next(folds.split(np.zeros(len(train)), train["label"], groups))[1]
 
 
@@ -233,18 +240,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     name = f"NN {args.layers_key}"
     try:
-        settings = nn_settings(load_params(), args.layers_key)
-        name = f"NN {settings['layers']}"
+        params = load_params()
+        name = f"NN {get(params, args.layers_key)}"
         with tempfile.TemporaryDirectory() as live_dir, atomic_dir(args.training_dir) as out:
 
             def fit(split: Split, primary: bool) -> tuple[Learner, RoundResult]:
+                tuned, chosen = tune.search("nn", params, split, lambda p, s: fit_predict(
+                    nn_settings(p, args.layers_key), s)[1])
+                settings = nn_settings(tuned, args.layers_key)
                 if not primary:
-                    return fit_predict(settings, split)
-                # the primary round: its curves are logged, its model kept
-                with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
-                    fitted = fit_predict(settings, split, live)
-                shutil.copytree(Path(live_dir) / "plots" / "metrics", out, dirs_exist_ok=True)
-                return fitted
+                    learn, result = fit_predict(settings, split)
+                else:  # the primary round: its curves are logged, its model kept
+                    with Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) as live:
+                        learn, result = fit_predict(settings, split, live)
+                    shutil.copytree(Path(live_dir) / "plots" / "metrics", out,
+                                    dirs_exist_ok=True)
+                result.extra.update(chosen)
+                return learn, result
 
             learn, metrics = train_rounds(name, args.normalized, fit, args.metrics,
                                           args.predictions)

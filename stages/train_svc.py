@@ -4,7 +4,8 @@
 
 Settings from the `svc` section; the original run was ``LinearSVC(random_state=42,
 max_iter=1000, dual=False)`` on unscaled features (``normalize.scaler: none``). One model
-is trained per evaluation round; MODEL_JOBLIB is the primary round's.
+is trained per evaluation round, with the values ``tune.svc`` chooses in it if set
+(stages.tune); MODEL_JOBLIB is the primary round's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import joblib
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
+from stages import tune
 from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
 from stages.io import write_with
 from stages.params import ParamError, load_params
@@ -42,6 +44,14 @@ def fit_predict(params: dict, split: Split) -> tuple[LinearSVC, RoundResult]:
     return model, RoundResult(split, model.predict(split.xy("valid")[0]))
 
 
+def tuned_fit_predict(params: dict, split: Split) -> tuple[LinearSVC, RoundResult]:
+    """:func:`fit_predict` with the values ``tune.svc`` chooses in this round, if any."""
+    tuned, chosen = tune.search("svc", params, split, lambda p, s: fit_predict(p, s)[1])
+    model, result = fit_predict(tuned, split)
+    result.extra.update(chosen)
+    return model, result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("normalized", "model", "metrics", "predictions"):
@@ -50,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         params = load_params()
         model, metrics = train_rounds(
-            "LinearSVC", args.normalized, lambda split, _: fit_predict(params, split),
+            "LinearSVC", args.normalized, lambda split, _: tuned_fit_predict(params, split),
             args.metrics, args.predictions,
         )
     except (ParamError, TrainingError) as exc:

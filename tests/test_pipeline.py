@@ -245,17 +245,30 @@ def test_every_declared_plot_exists_and_renders(project):
     assert len(shown["data"]) >= 8 + 8 + 16 + 1 + 8 + 2
 
 
-def test_selected_configuration_runs_with_the_printed_command(project):
+def readme_command(heading: str) -> str:
+    """The first command of the README section ``heading``."""
+    section = (REPO / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    return re.search(r"```bash\n(dvc exp run [^\n]+)\n", section).group(1)
+
+
+def test_recommended_configuration_runs_as_the_readme_says(project):
     repo, _ = project
-    out = sh(sys.executable, "scripts/select_config.py", "esc50", "--model", "svc",
-             "--grid", "svc.C=0.05,1.0", "--out", "selection.json", cwd=repo)
-    selection = json.loads((repo / "selection.json").read_text())
-    assert selection["inner_rounds"] == ["fold1", "fold2", "fold3", "fold4"]
-    assert selection["command"] in out and selection["command"].startswith("dvc exp run")
-    sh("bash", "-c", selection["command"], cwd=repo)
+    command = readme_command("Recommended configuration")
+    assert command.startswith("dvc exp run -n recommended ")
+    log = sh("bash", "-c", f"{command} -S 'datasets=[esc50]'", cwd=repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["svc"]["C"] == selection["best"]["svc.C"]
-    assert "selected-svc" in sh("dvc", "exp", "list", cwd=repo)
+    candidates = {"svc": params["tune"]["svc"], "nn": params["tune"]["nn"]}
+    assert candidates["svc"]["C"] == [0.01, 0.1, 1.0] and params["nn"]["early_stopping"] == 5
+    for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
+        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        searched = {k: v for k, v in candidates[section].items() if v is not None}
+        assert set(metrics["tuned"]) == set(searched), model  # one value of each list
+        assert all(metrics["tuned"][k] in v for k, v in searched.items()), model
+        assert 0 < metrics["tuned_accuracy"] <= 1
+        assert f"tune.{section} in round fold5: " in log
+    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    assert {f"accuracy_{m}" for m in ("svc", "nn-2layer", "nn-5layer")} <= set(ensemble)
+    assert "recommended" in sh("dvc", "exp", "list", cwd=repo)
 
 
 def test_exp_run_cross_validation_on_one_dataset(project):

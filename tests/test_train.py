@@ -13,7 +13,7 @@ from dvclive import Live
 from fastai.tabular.all import Callback, GradientClip
 
 from stages.evaluate import Split, TrainingError, classification_metrics
-from stages.train_nn import nn_settings, predict, split_learner, train
+from stages.train_nn import early_stopping_rows, nn_settings, predict, split_learner, train
 from stages.train_svc import make_svc
 from tests.conftest import REPO, separable_table
 
@@ -151,3 +151,12 @@ def test_lr_find_script_saves_plot_and_suggestions(tmp_path):
     assert set(found) == {"layers", "valley", "steep", "minimum"}
     assert all(1e-7 < found[k] < 10 for k in ("valley", "steep", "minimum"))
     assert "valley" in result.stdout
+
+
+def test_early_stopping_set_on_too_few_clips_per_class_is_still_stratified(capsys):
+    table = grouped_table(n_per_class=8, n_classes=4)  # 8 clips a class: 10 folds impossible
+    rows = early_stopping_rows(table, 0.1, seed=42)
+    assert "watching 1/8 of them instead" in capsys.readouterr().out
+    watched = table.iloc[rows]
+    assert 0 < len(watched) < len(table) / 2
+    assert not set(watched["src_file"]) & set(table.drop(index=rows)["src_file"])

@@ -1,0 +1,172 @@
+"""tune.*: hyperparameters chosen by inner CV on a round's training part, never its validation."""
+
+import json
+import os
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.svm import LinearSVC
+
+from stages import train_ensemble, train_svc
+from stages.evaluate import Split, TrainingError
+from stages.params import ParamError, validate
+from stages.tune import inner_folds, search
+from tests.conftest import REPO, separable_table
+from tests.test_train import PARAMS
+
+TUNE = {"svc": {"C": None}, "nn": {"ps": None}, "folds": 4, "metric": "accuracy"}
+FEATURES = [f"stft_mean_{i}" for i in range(12)]
+
+
+def esc50_like(n_per_class: int = 40) -> pd.DataFrame:
+    """5 official folds, 2 clips per recording, fold 5 the validation split. Class k is an
+    offset on feature k under a loud noise that feature k + 3 repeats: a LinearSVC finds
+    the difference with C=1 (accuracy 1 here) but not held near zero by C=1e-6 (about 0.4)."""
+    table = separable_table(n_per_class=n_per_class, seed=5)
+    rng = np.random.default_rng(1)
+    labels = table["label"].str[-1].astype(int).to_numpy()
+    for k in range(3):
+        noise = rng.normal(0, 8, len(table)).astype(np.float32)
+        table[f"stft_mean_{k}"] = (labels == k) * 4.0 + noise + rng.normal(0, 0.3, len(table))
+        table[f"stft_mean_{k + 3}"] = noise
+    table["fold"] = np.arange(len(table)) // 2 % 5 + 1
+    table["src_file"] = [f"rec{i // 2}" for i in range(len(table))]
+    table["split"] = np.where(table["fold"] == 5, "valid", "train")
+    return table
+
+
+def svc_params(grid: dict, **tune) -> dict:
+    return {**PARAMS, "tune": {**TUNE, "svc": grid, **tune}}
+
+
+def test_the_choice_is_the_best_mean_over_the_other_official_folds():
+    table = esc50_like()
+    params = svc_params({"C": [1e-6, 1.0]})
+    tuned, chosen = search("svc", params, Split("fold5", table, FEATURES),
+                           lambda p, s: train_svc.fit_predict(p, s)[1])
+    assert chosen["tuned"] == {"C": 1.0} and tuned["svc"]["C"] == 1.0
+    assert params["svc"]["C"] == 1.0 and tuned is not params  # the input is left alone
+    # the inner score is the mean accuracy over folds 1-4, each predicted from the other 3
+    train = table[table["fold"] != 5]
+    accuracies = []
+    for fold in (1, 2, 3, 4):
+        inner_train, inner_valid = train[train["fold"] != fold], train[train["fold"] == fold]
+        model = LinearSVC(C=1.0, dual=False, random_state=42).fit(
+            inner_train[FEATURES], inner_train["label"])
+        accuracies.append((model.predict(inner_valid[FEATURES]) == inner_valid["label"]).mean())
+    assert chosen["tuned_accuracy"] == pytest.approx(np.mean(accuracies))
+
+
+def test_the_validation_split_is_never_read():
+    table = esc50_like()
+    params = svc_params({"C": [1e-6, 0.01, 1.0]}, metric="f1_macro")
+    fit = lambda p, s: train_svc.fit_predict(p, s)[1]  # noqa: E731
+    _, chosen = search("svc", params, Split("fold5", table, FEATURES), fit)
+    scrambled = table.copy()
+    valid = scrambled["split"] == "valid"
+    scrambled.loc[valid, FEATURES] = np.random.default_rng(0).normal(
+        size=(valid.sum(), len(FEATURES))).astype(np.float32)
+    scrambled.loc[valid, "label"] = "class_0"
+    _, again = search("svc", params, Split("fold5", scrambled, FEATURES), fit)
+    assert again == chosen and set(chosen) == {"tuned", "tuned_f1_macro"}
+
+
+def test_without_candidates_nothing_is_searched():
+    params = svc_params({"C": None})
+    calls = []
+    assert search("svc", params, Split("v", esc50_like(), FEATURES),
+                  lambda p, s: calls.append(s)) == (params, {})
+    assert not calls
+
+
+def test_inner_folds_without_official_ones_are_stratified_and_cover_the_training_part():
+    train = separable_table(n_per_class=20).drop(columns="split")
+    folds = inner_folds(train, 4, seed=42)
+    assert list(folds) == ["inner1", "inner2", "inner3", "inner4"]
+    stacked = np.vstack(list(folds.values()))
+    assert (stacked.sum(axis=0) == 1).all()  # every clip validated exactly once
+    for mask in folds.values():
+        assert (train.loc[mask, "label"].value_counts() == 5).all()
+
+
+def test_a_failing_candidate_loses_and_all_failing_stop_the_stage():
+    params = svc_params({"C": [0.5, 1.0]})
+    split = Split("fold5", esc50_like(), FEATURES)
+
+    def fails_at_half(p, s):
+        if p["svc"]["C"] == 0.5:
+            raise TrainingError("loss became nan")
+        return train_svc.fit_predict(p, s)[1]
+
+    assert search("svc", params, split, fails_at_half)[1]["tuned"] == {"C": 1.0}
+
+    def always_fails(p, s):
+        raise TrainingError("loss became nan")
+
+    with pytest.raises(TrainingError, match=r"every tune\.svc candidate failed in round fold5"):
+        search("svc", params, split, always_fails)
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ({"layers": [[8]]}, r"'tune\.nn' key 'layers' cannot be tuned \(tunable: epochs, lr"),
+    ({"lrr": [0.1]}, r"'tune\.nn' key 'lrr' cannot be tuned"),
+    ({"ps": [0.0, 2]}, r"'tune\.nn' ps: 2 must be a probability in \[0, 1\)"),
+    ({"ps": []}, r"'tune\.nn' ps: must be null or a non-empty list"),
+    ({"ps": 0.25}, r"'tune\.nn' ps: must be null or a non-empty list"),
+    ([0.1], r"'tune\.nn' must be a mapping of nn keys"),
+])
+def test_bad_grids_are_refused_naming_the_key(grid, message):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tune"]["nn"] = grid
+    with pytest.raises(ParamError, match=message):
+        validate(params)
+
+
+def run_stage(tmp_path, main, args, **changes) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.update({k: PARAMS[k] for k in ("svc", "nn", "nn_deep")}, **changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        main(args)
+    finally:
+        os.chdir(cwd)
+    return json.loads((tmp_path / args[2]).read_text())
+
+
+def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
+    table = esc50_like()
+    rounds = [table.assign(round=f"fold{k}", split=np.where(table["fold"] == k, "valid", "train"))
+              for k in (5, 1)]
+    pd.concat(rounds).to_parquet(tmp_path / "normalized.parquet")
+    tune = {**TUNE, "svc": {"C": [1e-6, 0.02]}}
+    svc = run_stage(tmp_path, train_svc.main, ["normalized.parquet", "svc.joblib", "svc.json",
+                                                "svc.csv"], tune=tune)
+    official = (("fold5", [1, 2, 3, 4]), ("fold1", [2, 3, 4, 5]))
+    for part, (name, inner) in zip(rounds, official, strict=True):
+        record = svc["rounds"][name]
+        assert record["tuned"] == {"C": 0.02} and record["tuned_accuracy"] > 0.9
+        split = Split(name, part, FEATURES)
+        assert list(inner_folds(part[~split.is_valid], 4, 42)) == [f"fold{f}" for f in inner]
+        _, alone = search("svc", {**PARAMS, "tune": tune}, split,
+                          lambda p, s: train_svc.fit_predict(p, s)[1])
+        assert alone == {"tuned": record["tuned"], "tuned_accuracy": record["tuned_accuracy"]}
+    assert joblib.load(tmp_path / "svc.joblib").C == svc["rounds"]["fold5"]["tuned"]["C"]
+
+    # the ensemble's svc member takes the value chosen in its round, from svc.json
+    svc["rounds"]["fold5"]["tuned"] = {"C": 0.0123}  # a value the search cannot give
+    (tmp_path / "svc.json").write_text(json.dumps(svc))
+    args = ["normalized.parquet", "ens.joblib", "ens.json", "ens.csv"]
+    ensemble = {"members": ["svc", "nn-2layer"], "calibration": "sigmoid",
+                "calibration_folds": 2}
+    run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "svc.json"],
+              tune=tune, ensemble=ensemble)
+    voting = joblib.load(tmp_path / "ens.joblib")  # the primary round's, fold5
+    member = voting.named_estimators_["svc"].calibrated_classifiers_[0].estimator
+    assert member.C == 0.0123
+    with pytest.raises(SystemExit, match=r"tune\.\* searches for svc: their stages' metrics"):
+        run_stage(tmp_path, train_ensemble.main, args, tune=tune, ensemble=ensemble)
