@@ -75,9 +75,9 @@ def search(section: str, params: dict, split: Split,
     for values in tqdm(candidates, desc=f"tune.{section} in round {split.name}"):
         candidate = with_values(params, section, values)
         try:
-            results = [fit_predict(candidate, Split(
-                name, train.assign(split=np.where(is_valid, "valid", "train")), split.features))
-                for name, is_valid in folds.items()]
+            results = [fit_predict(candidate, Split(  # named e.g. fold5/fold1 in messages
+                f"{split.name}/{name}", train.assign(split=np.where(is_valid, "valid", "train")),
+                split.features)) for name, is_valid in folds.items()]
         except TrainingError as exc:  # a diverging candidate loses; the search goes on
             print(f"tune.{section} {values}: {exc}")
             scores.append(np.nan)

@@ -245,32 +245,6 @@ def test_every_declared_plot_exists_and_renders(project):
     assert len(shown["data"]) >= 8 + 8 + 16 + 1 + 8 + 2
 
 
-def readme_command(heading: str) -> str:
-    """The first command of the README section ``heading``."""
-    section = (REPO / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
-    return re.search(r"```bash\n(dvc exp run [^\n]+)\n", section).group(1)
-
-
-def test_recommended_configuration_runs_as_the_readme_says(project):
-    repo, _ = project
-    command = readme_command("Recommended configuration")
-    assert command.startswith("dvc exp run -n recommended ")
-    log = sh("bash", "-c", f"{command} -S 'datasets=[esc50]'", cwd=repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    candidates = {"svc": params["tune"]["svc"], "nn": params["tune"]["nn"]}
-    assert candidates["svc"]["C"] == [0.01, 0.1, 1.0] and params["nn"]["early_stopping"] == 5
-    for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
-        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
-        searched = {k: v for k, v in candidates[section].items() if v is not None}
-        assert set(metrics["tuned"]) == set(searched), model  # one value of each list
-        assert all(metrics["tuned"][k] in v for k, v in searched.items()), model
-        assert 0 < metrics["tuned_accuracy"] <= 1
-        assert f"tune.{section} in round fold5: " in log
-    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
-    assert {f"accuracy_{m}" for m in ("svc", "nn-2layer", "nn-5layer")} <= set(ensemble)
-    assert "recommended" in sh("dvc", "exp", "list", cwd=repo)
-
-
 def test_exp_run_cross_validation_on_one_dataset(project):
     repo, _ = project
     log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
@@ -299,3 +273,30 @@ def test_exp_run_cross_validation_on_one_dataset(project):
         assert compare["esc50"][model]["std"] == pytest.approx(metrics["std"])
     assert re.search(r"\| ESC-50 \| LinearSVC \| - \| 5 \| [\d.]+% ± [\d.]+ \|",
                      (repo / "metrics/compare.md").read_text())
+
+
+def readme_command(heading: str) -> str:
+    """The first command of the README section ``heading``."""
+    section = (REPO / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    return re.search(r"```bash\n(dvc exp run [^\n]+)\n", section).group(1)
+
+
+def test_recommended_configuration_runs_as_the_readme_says(project):
+    repo, _ = project
+    sh("git", "checkout", "--", "params.yaml", cwd=repo)  # as committed: one round each
+    command = readme_command("Recommended configuration")
+    assert command.startswith("dvc exp run -n recommended ")
+    log = sh("bash", "-c", f"{command} -S 'datasets=[esc50]'", cwd=repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    candidates = {"svc": params["tune"]["svc"], "nn": params["tune"]["nn"]}
+    assert candidates["svc"]["C"] == [0.01, 0.1, 1.0] and params["nn"]["early_stopping"] == 5
+    for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
+        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        searched = {k: v for k, v in candidates[section].items() if v is not None}
+        assert set(metrics["tuned"]) == set(searched), model  # one value of each list
+        assert all(metrics["tuned"][k] in v for k, v in searched.items()), model
+        assert 0 < metrics["tuned_accuracy"] <= 1
+        assert f"tune.{section} in round fold5: " in log
+    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    assert {f"accuracy_{m}" for m in ("svc", "nn-2layer", "nn-5layer")} <= set(ensemble)
+    assert "recommended" in sh("dvc", "exp", "list", cwd=repo)
