@@ -234,19 +234,19 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """The validated contents of params.yaml."""
     try:
         with open(path) as f:
-            params = yaml.load(f, Loader=_Loader)
+            params = read_yaml(f)
     except yaml.YAMLError as exc:
         raise ParamError(f"{path}: not valid YAML ({exc})") from None
     return validate(params, str(path))
 
 
-def parse_value(text: str) -> Any:
-    """One value written as in params.yaml (``1e-06`` a float, ``null`` None, ``[1, 2]``)."""
-    return yaml.load(text, Loader=_Loader)
+def read_yaml(source: Any) -> Any:
+    """YAML text or a stream, read as params.yaml is (``1e-06`` a float, ``null`` None)."""
+    return yaml.load(source, Loader=_Loader)
 
 
 def format_value(value: Any) -> str:
-    """A value as ``dvc exp run -S key=...`` and :func:`parse_value` read it back.
+    """A value as ``dvc exp run -S key=...`` and :func:`read_yaml` read it back.
 
     Floats positional (``0.000001``, not ``1e-06``), lists without spaces (``[400,200]``),
     strings bare, ``null``, ``true``, ``false``.

@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                     if tune.grid(params, tune.SECTIONS[m])]
         sources = {path.stem: path for path in args.member_metrics}
         if missing := [m for m in searched if m not in sources or not sources[m].is_file()]:
-            raise TrainingError(f"tune.* searches for {', '.join(missing)}: their stages' "
-                                "metrics (--member-metrics) are needed and missing")
+            files = ", ".join(str(sources.get(m, f"no --member-metrics file for {m}"))
+                              for m in missing)
+            raise TrainingError(f"what tune chose for {', '.join(missing)} is read from the "
+                                f"member stages' metrics, missing: {files} (dvc repro runs "
+                                "those stages first)")
         records = {m: json.loads(sources[m].read_text()) for m in searched}
 
         def fit(split: Split, _: bool) -> tuple[VotingClassifier, RoundResult]:

@@ -97,7 +97,7 @@ SECTIONS = {"svc": "svc", "nn-2layer": "nn", "nn-5layer": "nn"}  # model -> its 
 
 def chosen_in(metrics: dict, round_name: str, source: str) -> dict:
     """What the search chose in round ``round_name``, from a model stage's metrics."""
-    record = metrics.get("rounds", {}).get(round_name) if "rounds" in metrics else metrics
+    record = metrics["rounds"].get(round_name) if "rounds" in metrics else metrics
     if record is None or "tuned" not in record:
         raise TrainingError(f"{source} records no tuned values for round {round_name}: "
                             "rerun its stage (dvc repro)")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from stages.datasets import ADAPTERS
-from stages.params import DATASETS, ParamError, format_value, load_params, parse_value, validate
+from stages.params import DATASETS, ParamError, format_value, load_params, read_yaml, validate
 from tests.conftest import REPO
 
 
@@ -78,7 +78,7 @@ def test_floats_as_dvc_writes_them_are_numbers(tmp_path):
 ])
 def test_values_written_for_dvc_exp_run_read_back_the_same(value, text):
     assert format_value(value) == text
-    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+    assert read_yaml(text) == value and type(read_yaml(text)) is type(value)
 
 
 def test_typo_and_missing_key_are_named_with_a_suggestion(params):

@@ -168,5 +168,10 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
     voting = joblib.load(tmp_path / "ens.joblib")  # the primary round's, fold5
     member = voting.named_estimators_["svc"].calibrated_classifiers_[0].estimator
     assert member.C == 0.0123
-    with pytest.raises(SystemExit, match=r"tune\.\* searches for svc: their stages' metrics"):
+    with pytest.raises(SystemExit, match=r"what tune chose for svc is read from the member "
+                                         r"stages' metrics, missing: no --member-metrics file "
+                                         r"for svc \(dvc repro runs those stages first\)"):
         run_stage(tmp_path, train_ensemble.main, args, tune=tune, ensemble=ensemble)
+    with pytest.raises(SystemExit, match=r"chose for svc .*, missing: gone/svc\.json \(dvc"):
+        run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "gone/svc.json"],
+                  tune=tune, ensemble=ensemble)
