@@ -10,8 +10,30 @@ import pytest
 import soundfile as sf
 
 from scripts.make_demo_data import SR, synth_clip, write_esc50_zip, write_freesound_zips
+from stages.audio import FeatureParams, feature_names
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# The mel block's values are a matrix product (mel filters x power spectrum) done by BLAS,
+# whose float32 sums depend on the batch shape and the machine: seen differing by 1e-7
+# relative (AMD EPYC, OpenBLAS). 1e-5 relative, 1e-4 dB absolute is ~100 float32 ulps of an
+# 80 dB range and far below any real difference. STFT (FFT) and CQT (FFT, sparse filters)
+# do not go through BLAS and stay exact.
+MEL_RTOL, MEL_ATOL_DB = 1e-5, 1e-4
+
+
+def assert_features_equal(actual: np.ndarray, expected: np.ndarray,
+                          params: FeatureParams = FeatureParams()) -> None:
+    """Feature rows computed two ways agree: STFT and CQT bit-exact, mel to float32 rounding."""
+    names = np.array([n.split("_", 1)[0] for n in feature_names(params)])
+    actual, expected = np.atleast_2d(actual), np.atleast_2d(expected)
+    assert actual.shape == expected.shape
+    for block in ("stft", "cqt"):
+        np.testing.assert_array_equal(actual[:, names == block], expected[:, names == block],
+                                      err_msg=block)
+    np.testing.assert_allclose(actual[:, names == "mel"], expected[:, names == "mel"],
+                               rtol=MEL_RTOL, atol=MEL_ATOL_DB, err_msg="mel")
 
 
 @pytest.fixture(scope="session")

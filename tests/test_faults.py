@@ -314,10 +314,12 @@ def test_write_killed_midway_keeps_the_previous_file(tmp_path, sig):
     run_stage_and_kill([sys.executable, str(script)], tmp_path,
                        lambda log: "half written" in log, sig)
     assert dest.read_text() == '{"accuracy": 0.5}'
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    # Ctrl-C (what DVC sends) cleans up; SIGKILL can only leave a hidden temporary file
-    assert leftovers == ([] if sig == signal.SIGINT else leftovers)
-    assert all(name.startswith(".metrics.json.") for name in leftovers)
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    if sig == signal.SIGINT:  # Ctrl-C (what DVC sends) runs the clean-up
+        assert leftovers == []
+    else:  # SIGKILL runs nothing: at most the one hidden temporary file being written
+        assert len(leftovers) <= 1
+        assert all(re.fullmatch(r"\.metrics\.json\..+\.tmp", name) for name in leftovers)
 
 
 def test_skip_mode_stage_records_skipped_clips(esc50_zip, tmp_path, monkeypatch):
