@@ -1,7 +1,9 @@
 """Write small synthetic datasets in the exact ESC-50 and FSDKaggle2019 archive layouts.
 
     python scripts/make_demo_data.py esc50 demo/ESC-50-master.zip [--classes 5] [--per-fold 2]
+                                     [--per-class 8] [--per-recording 1]
     python scripts/make_demo_data.py freesound demo/ [--classes 5] [--per-class 12]
+                                     [--sizes 1,2,3,4,5]
 
 Each class is a clearly different synthetic sound (its own pitch, harmonics, tremolo rate
 and noise colour), so a working pipeline separates them easily; clips are 5-second
@@ -13,6 +15,10 @@ it to try the pipeline without the 600 MB download:
 The FreeSound layout is Zenodo's: ``FSDKaggle2019.audio_train_curated.zip`` (WAVs of 0.3 to
 30 s) and ``FSDKaggle2019.meta.zip`` (``train_curated_post_competition.csv``), with
 imbalanced classes and some multi-label rows (``"Bark,Walk_and_footsteps"``).
+
+Shapes that real data has and even synthetic classes hide: up to 50 ESC-50 classes with
+several clips cut from one recording (``--per-recording``, one ``src_file``), and FreeSound
+classes of given sizes (``--sizes 1,2,3,4,5`` cycles those sizes over the classes).
 """
 
 from __future__ import annotations
@@ -31,13 +37,21 @@ CATEGORIES = ["dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying_b
               "sneezing", "clock_tick", "helicopter", "chainsaw"]
 FSD_LABELS = ["Bark", "Walk_and_footsteps", "Accordion", "Applause", "Bus", "Cricket",
               "Drip", "Gong", "Purr", "Zipper_(clothing)"]
+MAX_CLASSES = 50
+
+
+def class_name(names: list[str], target: int) -> str:
+    """The listed name of class ``target``, or a made-up one past the list."""
+    return names[target] if target < len(names) else f"sound_{target:02d}"
 
 
 def synth_clip(target: int, rng: np.random.Generator, seconds: float = 5.0,
                sr: int = SR) -> np.ndarray:
     """A clip of class ``target``: a class-specific tone with jitter plus quiet noise."""
     t = np.arange(int(seconds * sr)) / sr
-    f0 = 220.0 * 2 ** (target * 0.6) * rng.uniform(0.97, 1.03)
+    # the first ten classes as they always were; more classes step by a quarter tone
+    base = 220.0 * 2 ** (target * 0.6) if target < 10 else 110.0 * 2 ** ((target - 10) / 6)
+    f0 = base * rng.uniform(0.97, 1.03)
     tone = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi)) / h
                for h in range(1, 2 + target % 3))
     tremolo = 0.6 + 0.4 * np.sin(2 * np.pi * (1 + target) * t)
@@ -55,27 +69,40 @@ def wav_bytes(y: np.ndarray, sr: int = SR) -> bytes:
     return buf.getvalue()
 
 
-def esc50_metadata(n_classes: int, per_fold: int) -> pd.DataFrame:
-    """Metadata rows in the real esc50.csv format, ``{fold}-{src}-{take}-{target}.wav``."""
+def esc50_metadata(n_classes: int, per_fold: int, per_recording: int = 1,
+                   per_class: int | None = None) -> pd.DataFrame:
+    """Metadata rows in the real esc50.csv format, ``{fold}-{src}-{take}-{target}.wav``.
+
+    ``per_fold`` clips of each class in each fold, or ``per_class`` clips of each class
+    spread over the five folds (uneven: 8 gives two folds one clip and three folds two,
+    which folds depending on the class). Consecutive clips of a class in a fold are cut
+    from one recording (``src_file``), ``per_recording`` at a time (takes A, B, C...).
+    """
     rows = []
     for fold in range(1, 6):
         for target in range(n_classes):
-            for k in range(per_fold):
-                src = f"{100000 + 1000 * fold + 10 * target + k}"
+            count = per_fold if per_class is None else (
+                per_class // 5 + ((fold - 1 - target) % 5 < per_class % 5))
+            for k in range(count):
+                src = f"{100000 + 1000 * fold + 10 * target + k // per_recording}"
+                take = chr(ord("A") + k % per_recording)
                 rows.append({
-                    "filename": f"{fold}-{src}-A-{target}.wav", "fold": fold,
-                    "target": target, "category": CATEGORIES[target], "esc10": target < 2,
-                    "src_file": src, "take": "A",
+                    "filename": f"{fold}-{src}-{take}-{target}.wav", "fold": fold,
+                    "target": target, "category": class_name(CATEGORIES, target),
+                    "esc10": target < 2, "src_file": src, "take": take,
                 })
     return pd.DataFrame(rows)
 
 
-def write_esc50_zip(path: Path, n_classes: int = 5, per_fold: int = 2, seed: int = 0) -> Path:
+def write_esc50_zip(path: Path, n_classes: int = 5, per_fold: int = 2, seed: int = 0,
+                    per_recording: int = 1, per_class: int | None = None) -> Path:
     """Write ``ESC-50-master.zip`` at ``path`` and return the path."""
-    if not 2 <= n_classes <= len(CATEGORIES):
-        raise ValueError(f"n_classes must be in 2..{len(CATEGORIES)}, got {n_classes}")
+    if not 2 <= n_classes <= MAX_CLASSES:
+        raise ValueError(f"n_classes must be in 2..{MAX_CLASSES}, got {n_classes}")
+    if not 1 <= (per_fold if per_class is None else -(-per_class // 5)) <= 10:
+        raise ValueError("at most 10 clips of a class in a fold (src_file numbering)")
     rng = np.random.default_rng(seed)
-    meta = esc50_metadata(n_classes, per_fold)
+    meta = esc50_metadata(n_classes, per_fold, per_recording, per_class)
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("ESC-50-master/README.md", "Synthetic ESC-50 layout for tests.\n")
@@ -86,18 +113,20 @@ def write_esc50_zip(path: Path, n_classes: int = 5, per_fold: int = 2, seed: int
     return path
 
 
-def freesound_metadata(n_classes: int, per_class: int, rng: np.random.Generator
-                       ) -> pd.DataFrame:
+def freesound_metadata(n_classes: int, per_class: int, rng: np.random.Generator,
+                       sizes: list[int] | None = None) -> pd.DataFrame:
     """Rows of train_curated_post_competition.csv: imbalanced single-label classes (the
-    first class has ``per_class`` clips, the others fewer, down to about half) plus a
-    multi-label clip for every other class."""
+    first class has ``per_class`` clips, the others fewer, down to about half; or
+    ``sizes`` cycled over the classes) plus a multi-label clip for every other class."""
     rows = []
     for target in range(n_classes):
-        count = per_class - (per_class // 2) * target // max(1, n_classes - 1)
-        rows += [{"labels": FSD_LABELS[target], "target": target} for _ in range(count)]
+        count = (sizes[target % len(sizes)] if sizes
+                 else per_class - (per_class // 2) * target // max(1, n_classes - 1))
+        label = class_name(FSD_LABELS, target)
+        rows += [{"labels": label, "target": target} for _ in range(count)]
         if target % 2 == 0:
-            rows.append({"labels": f"{FSD_LABELS[target]},{FSD_LABELS[(target + 1) % n_classes]}",
-                         "target": target})
+            other = class_name(FSD_LABELS, (target + 1) % n_classes)
+            rows.append({"labels": f"{label},{other}", "target": target})
     meta = pd.DataFrame(rows).sample(frac=1.0, random_state=int(rng.integers(1 << 31)))
     meta["fname"] = [f"{rng.integers(16**7, 16**8):08x}.wav" for _ in range(len(meta))]
     meta["freesound_id"] = rng.integers(10_000, 400_000, len(meta))
@@ -106,12 +135,12 @@ def freesound_metadata(n_classes: int, per_class: int, rng: np.random.Generator
 
 
 def write_freesound_zips(folder: Path, n_classes: int = 5, per_class: int = 12,
-                         seed: int = 0) -> tuple[Path, Path]:
+                         seed: int = 0, sizes: list[int] | None = None) -> tuple[Path, Path]:
     """Write the two FSDKaggle2019 archives into ``folder``; returns (audio zip, meta zip)."""
-    if not 2 <= n_classes <= len(FSD_LABELS):
-        raise ValueError(f"n_classes must be in 2..{len(FSD_LABELS)}, got {n_classes}")
+    if not 2 <= n_classes <= MAX_CLASSES:
+        raise ValueError(f"n_classes must be in 2..{MAX_CLASSES}, got {n_classes}")
     rng = np.random.default_rng(seed)
-    meta = freesound_metadata(n_classes, per_class, rng)
+    meta = freesound_metadata(n_classes, per_class, rng, sizes)
     folder.mkdir(parents=True, exist_ok=True)
     audio_zip = folder / "FSDKaggle2019.audio_train_curated.zip"
     meta_zip = folder / "FSDKaggle2019.meta.zip"
@@ -136,14 +165,21 @@ def main() -> None:
                         help="esc50: the zip to write; freesound: the folder for both zips")
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--per-fold", type=int, default=2, help="esc50: clips per class, fold")
-    parser.add_argument("--per-class", type=int, default=12,
-                        help="freesound: single-label clips of the largest class")
+    parser.add_argument("--per-class", type=int,
+                        help="esc50: clips per class over the five folds (instead of --per-fold)"
+                             "; freesound: single-label clips of the largest class")
+    parser.add_argument("--per-recording", type=int, default=1,
+                        help="esc50: clips cut from one recording (one src_file)")
+    parser.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")],
+                        help="freesound: clip counts of the classes, cycled, e.g. 1,2,3,4,5")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.dataset == "esc50":
-        written = [write_esc50_zip(args.out, args.classes, args.per_fold, args.seed)]
+        written = [write_esc50_zip(args.out, args.classes, args.per_fold, args.seed,
+                                   args.per_recording, args.per_class)]
     else:
-        written = write_freesound_zips(args.out, args.classes, args.per_class, args.seed)
+        written = write_freesound_zips(args.out, args.classes, args.per_class or 12, args.seed,
+                                       args.sizes)
     print("wrote " + " and ".join(map(str, written)))
 
 

@@ -40,7 +40,7 @@ PUBLISHED = {
     ("freesound", "nn-2layer"): (0.0106, 0.0137, 0.0002),
 }
 PUBLISHED_ARCH = {"nn-2layer": "[200, 100]", "nn-5layer": "[400, 300, 200, 100, 50]"}
-DATASET_NAMES = {"esc50": "ESC-50", "freesound": "FreeSound"}
+DATASET_NAMES = {"esc50": "ESC-50", "esc10": "ESC-10", "freesound": "FreeSound"}
 
 
 def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.DataFrame]:
@@ -133,7 +133,8 @@ def markdown_table(rows: pd.DataFrame) -> str:
         "# Validation results\n\n" + "\n".join(lines) + "\n\n"
         + cross_dataset_summary(rows) + "\n"
         "Rounds: the evaluation rounds scored (1: the validation split alone; 5: ESC-50's "
-        "official folds with `data.esc50.cv`; n: `data.freesound.repeats`); with several, "
+        "official folds with `data.esc50.cv` or `data.esc10.cv`; n: "
+        "`data.freesound.repeats`); with several, "
         "scores are means over the rounds, ± their standard deviation. "
         "Published figures are the original write-up's, from unscaled features "
         f"(`normalize.scaler: none`) and the original architectures ({notes}); "

@@ -81,6 +81,9 @@ class Adapter:
         """Every clip the metadata lists, with ``filename``; the ones used have a ``label``."""
         raise NotImplementedError
 
+    def prune(self, raw_dir: Path, listed: pd.DataFrame) -> None:
+        """Delete what the dataset does not use from a fresh download (default: nothing)."""
+
     def metadata(self, raw_dir: Path) -> pd.DataFrame:
         """One row per clip used: ``filename``, ``label`` and the columns the split needs."""
         listed = self.listed(raw_dir)
@@ -125,7 +128,7 @@ class ESC50(Adapter):
         The official folds never split the clips of one recording (``src_file``); a
         metadata file where they do is refused, as its scores would leak.
         """
-        key = "data.esc50.valid_fold"
+        key = f"data.{self.name}.valid_fold"
         fold = get(params, key)  # an integer >= 1 (params.SCHEMA); which folds exist is data
         folds = sorted(int(f) for f in meta["fold"].unique())
         check(fold in folds, key, f"must be one of the dataset's folds {folds}, got {fold!r}")
@@ -136,9 +139,31 @@ class ESC50(Adapter):
                 f"folds: the folds would leak (check the fold and src_file columns of "
                 f"{self.root}/meta/esc50.csv)"
             )
-        chosen = [fold, *(f for f in folds if f != fold)] if get(params, "data.esc50.cv") else [
-            fold]
+        cv = get(params, f"data.{self.name}.cv")
+        chosen = [fold, *(f for f in folds if f != fold)] if cv else [fold]
         return {f"fold{f}": (meta["fold"] == f).to_numpy() for f in chosen}
+
+
+class ESC10(ESC50):
+    """ESC-10: the 400 clips of ESC-50's 10-class subset (``esc10`` column), same folds.
+
+    It reads the ESC-50 archive (by default the same URL, so the download stage's cache
+    fetches it once for both); the other 1,600 clips are listed, not used, and their audio
+    is not kept in its raw folder.
+    """
+
+    name = "esc10"
+
+    def prune(self, raw_dir: Path, listed: pd.DataFrame) -> None:
+        for filename in listed.loc[listed["label"].isna(), "filename"]:
+            self.audio_path(raw_dir, filename).unlink(missing_ok=True)
+
+    def listed(self, raw_dir: Path) -> pd.DataFrame:
+        table = read_csv(raw_dir / self.root / "meta" / "esc50.csv", self.columns)
+        listed = super().listed(raw_dir)
+        in_esc10 = table["esc10"].astype(str).str.strip().str.lower() == "true"
+        listed["label"] = listed["label"].where(in_esc10.to_numpy())
+        return listed
 
 
 class FreeSound(Adapter):
@@ -179,7 +204,10 @@ class FreeSound(Adapter):
         ones use ``split_seed + 1``, ``split_seed + 2``, ... Rule for classes too small to
         stratify: a class with a single clip cannot be in both splits, so its clip goes to
         training (and is reported); every other class is split with
-        ``train_test_split(..., stratify=label)``.
+        ``train_test_split(..., stratify=label)``. When the validation size is smaller
+        than the number of classes (many tiny classes), the smallest classes whose share
+        of it is less than one clip are kept in training only, one by one, until every
+        class left can have a validation clip (reported, naming them).
         """
         size_key, seed_key = "data.freesound.valid_size", "data.freesound.split_seed"
         valid_size, seed = get(params, size_key), get(params, seed_key)
@@ -188,7 +216,17 @@ class FreeSound(Adapter):
         if len(singles):
             print(f"freesound: {len(singles)} class(es) with a single clip kept in training "
                   f"only (cannot be stratified): {', '.join(sorted(singles))}")
-        rows = np.flatnonzero(~meta["label"].isin(singles))
+        stratified = counts[counts >= 2].sort_values(kind="stable")
+        small = []  # a stratified split needs a validation clip of every class it splits
+        while (len(stratified) > 2 and stratified.iloc[0] * valid_size < 1
+               and np.ceil(valid_size * stratified.sum()) < len(stratified)):
+            small.append(stratified.index[0])
+            stratified = stratified.iloc[1:]
+        if small:
+            print(f"freesound: {size_key} {valid_size} gives fewer validation clips than "
+                  f"classes; {len(small)} smallest class(es) kept in training only: "
+                  f"{', '.join(sorted(small))}")
+        rows = np.flatnonzero(meta["label"].isin(stratified.index))
         labels = meta["label"].to_numpy()[rows]
         found = {}
         for split_seed in range(seed, seed + get(params, "data.freesound.repeats")):
@@ -204,7 +242,7 @@ class FreeSound(Adapter):
         return found
 
 
-ADAPTERS: dict[str, Adapter] = {a.name: a for a in (ESC50(), FreeSound())}
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (ESC50(), ESC10(), FreeSound())}
 
 
 def adapter_for(name: str) -> Adapter:

@@ -41,6 +41,7 @@ def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> dict
         except LayoutError as exc:  # name the files as they are inside the archives
             inside = str(exc).replace(f"{tmp}{os.sep}", "")
             raise LayoutError(f"in {' + '.join(urls)}: {inside}") from None
+        adapter.prune(tmp, listed)
     return summary(listed)
 
 

@@ -62,6 +62,12 @@ def normalize(
     return out, scaler
 
 
+def untrained_classes(labels: pd.Series, is_valid: np.ndarray) -> list[str]:
+    """The classes of a round's validation clips that none of its training clips has."""
+    labels = labels.astype(str).to_numpy()
+    return sorted(set(labels[is_valid]) - set(labels[~is_valid]))
+
+
 def normalize_rounds(
     table: pd.DataFrame, rounds: dict[str, np.ndarray], scaler_name: str
 ) -> tuple[pd.DataFrame, TransformerMixin]:
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, is_valid in rounds.items():
         print(f"normalize {args.dataset}: round {name}: {scaler_name} scaler, "
               f"{len(table) - is_valid.sum()} train / {is_valid.sum()} valid")
+        if unseen := untrained_classes(table["label"], is_valid):
+            print(f"normalize {args.dataset}: round {name}: class(es) with validation clips "
+                  f"but no training clips, scored as errors (no model can predict them): "
+                  f"{', '.join(unseen)}")
     print(f"normalize {args.dataset}: {len(rounds)} round(s) -> {args.out}")
 
 

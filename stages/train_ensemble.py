@@ -27,29 +27,92 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from inspect import signature
 from pathlib import Path
 
 import joblib
 import numpy as np
 import sklearn
-from sklearn.base import ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
-from sklearn.model_selection import StratifiedGroupKFold
 
 from stages import tune
 from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
+from stages.folds import class_folds, recording_groups
 from stages.io import write_with
 from stages.params import ParamError, load_params
 from stages.train_nn import LAYERS_KEYS, TabularNN, nn_settings
 from stages.train_svc import make_svc
 
 
-def member(name: str, params: dict) -> ClassifierMixin:
-    """The model of the stage ``name`` (svc, nn-2layer, nn-5layer), unfitted."""
+class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """``estimator`` answering for every class of ``classes``, including ones it never saw.
+
+    A calibration fold's training side can lack a small class; the member trained there
+    would give one column fewer than the others and the calibrated probabilities could not
+    be averaged. Here a class missing from the training clips gets a decision value far
+    below every other (``UNSEEN_MARGIN`` under the row's minimum), so its probability is
+    about zero after any calibration, and every member's columns follow ``classes``.
+    """
+
+    UNSEEN_MARGIN = 50.0
+
+    def __init__(self, estimator: ClassifierMixin, classes: np.ndarray):
+        self.estimator = estimator
+        self.classes = classes
+
+    def fit(self, X, y, groups=None) -> AllClasses:
+        self.classes_ = np.asarray(self.classes)
+        if unknown := set(np.unique(y)) - set(self.classes_):
+            raise ValueError(f"labels {sorted(unknown)} are not among the classes")
+        self.estimator_ = clone(self.estimator)
+        extra = {} if groups is None or "groups" not in signature(
+            self.estimator_.fit).parameters else {"groups": groups}
+        self.estimator_.fit(X, y, **extra)
+        self.columns_ = np.searchsorted(self.classes_, self.estimator_.classes_)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        seen = self.estimator_.decision_function(X)
+        if seen.ndim == 1:  # a binary estimator: one column, for its second class
+            seen = np.stack([-seen, seen], axis=1)
+        out = np.full((len(seen), len(self.classes_)), np.nan)
+        out[:, self.columns_] = seen
+        floor = seen.min(axis=1, keepdims=True) - self.UNSEEN_MARGIN
+        out = np.where(np.isnan(out), floor, out)
+        # two classes: one column, for the second, as scikit-learn's binary classifiers give
+        return (out[:, 1] - out[:, 0]) / 2 if len(self.classes_) == 2 else out
+
+    def predict(self, X) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[scores.argmax(axis=1)]
+
+
+def member(name: str, params: dict, features: list[str], classes: np.ndarray
+           ) -> ClassifierMixin:
+    """The model of the stage ``name`` (svc, nn-2layer, nn-5layer), unfitted, answering for
+    every class in ``classes``."""
     if name == "svc":
-        return make_svc(params)
-    return TabularNN(nn_settings(params, LAYERS_KEYS[name])).set_fit_request(groups=True)
+        model = make_svc(params, features)
+    else:
+        model = TabularNN(nn_settings(params, LAYERS_KEYS[name]))
+    return AllClasses(model, classes).set_fit_request(groups=True)
+
+
+def calibration_folds(split: Split, params: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``ensemble.calibration_folds`` over the round's training part (stages.folds).
+
+    Clips of one ``src_file`` stay together; a class with fewer recordings than folds is
+    in the training side of every fold, so each fold's members know it.
+    """
+    train = split.table[~split.is_valid]
+    return class_folds(train["label"], recording_groups(train),
+                       params["ensemble"]["calibration_folds"],
+                       params["seed"], param="ensemble.calibration_folds",
+                       where=f"round {split.name}")
 
 
 def fit_ensemble(params: dict, split: Split, tuned: dict[str, dict] | None = None
@@ -61,19 +124,19 @@ def fit_ensemble(params: dict, split: Split, tuned: dict[str, dict] | None = Non
     """
     tuned = tuned or {}
     settings = params["ensemble"]
-    train = split.table[~split.is_valid]
-    groups = train["src_file"].to_numpy() if "src_file" in train else np.arange(len(train))
-    folds = StratifiedGroupKFold(settings["calibration_folds"], shuffle=True,
-                                 random_state=params["seed"])
-    with sklearn.config_context(enable_metadata_routing=True):  # groups -> folds and NNs
+    x_train, y_train = split.xy("train")
+    groups = recording_groups(split.table[~split.is_valid])
+    folds = calibration_folds(split, params)
+    classes = np.arange(len(np.unique(y_train)))  # VotingClassifier label-encodes y for members
+    with sklearn.config_context(enable_metadata_routing=True):  # groups -> the NNs
         ensemble = VotingClassifier(
             [(name, CalibratedClassifierCV(member(name, tune.with_values(
-                params, tune.SECTIONS[name], tuned.get(name, {}))),
+                params, tune.SECTIONS[name], tuned.get(name, {})), split.features, classes),
                                            method=settings["calibration"], cv=folds))
              for name in settings["members"]],
             voting="soft",
         )
-        return ensemble.fit(*split.xy("train"), groups=groups)
+        return ensemble.fit(x_train, y_train, groups=groups)
 
 
 def check_probabilities(probs: np.ndarray, model: str) -> None:

@@ -49,11 +49,11 @@ from fastai.tabular.all import (
     tabular_learner,
 )
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
 from stages import tune
 from stages.evaluate import RoundResult, Split, TrainingError, headline, train_rounds
+from stages.folds import class_folds, recording_groups
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, get, load_params
 
@@ -90,17 +90,15 @@ class RestoreBest(SaveModelCallback):
 def early_stopping_rows(train: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     """Positions in ``train`` of a stratified validation set for early stopping.
 
-    Clips cut from one recording (``src_file``, ESC-50) stay on one side, or it would leak.
+    Clips cut from one recording (``src_file``, ESC-50) stay on one side, or it would leak;
+    a class with a single recording stays in training (stages.folds).
     """
-    groups = train["src_file"] if "src_file" in train else np.arange(len(train))
+    groups = recording_groups(train)
     n_splits = max(2, round(1 / fraction))
-    largest = int(train["label"].value_counts().max())  # stratifying needs that many clips
-    if largest < n_splits:
-        print(f"nn.early_stopping_valid {fraction}: no class has the {n_splits} training clips "
-              f"that needs; watching 1/{max(2, largest)} of them instead")
-        n_splits = max(2, largest)
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return next(folds.split(np.zeros(len(train)), train["label"], groups))[1]
+    folds = class_folds(train["label"], groups, n_splits, seed, keep_below=2,
+                        param=f"nn.early_stopping_valid {fraction} (1 fold in {n_splits})",
+                        where="the training part")
+    return folds[0][1]
 
 
 def make_learner(train_rows: pd.DataFrame, features: list[str], settings: dict,

@@ -25,21 +25,24 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
 from stages.evaluate import RoundResult, Scores, Split, TrainingError, predictions_table
+from stages.folds import class_folds
 
 
-def inner_folds(train: pd.DataFrame, n_folds: int, seed: int) -> dict[str, np.ndarray]:
-    """Validation masks over the training clips: their official folds, or stratified folds."""
+def inner_folds(train: pd.DataFrame, n_folds: int, seed: int, where: str = "the training part"
+                ) -> dict[str, np.ndarray]:
+    """Validation masks over the training clips: their official folds, or stratified folds.
+
+    Stratified folds (``tune.folds``) keep a class with fewer clips than folds in training
+    only, and use fewer folds when no class has that many (stages.folds).
+    """
     if "fold" in train:
         return {f"fold{f}": (train["fold"] == f).to_numpy() for f in sorted(train["fold"].unique())}
-    folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-    masks = {}
-    for k, (_, valid) in enumerate(folds.split(np.zeros(len(train)), train["label"]), 1):
-        masks[f"inner{k}"] = np.isin(np.arange(len(train)), valid)
-    return masks
+    folds = class_folds(train["label"], None, n_folds, seed, param="tune.folds", where=where)
+    return {f"inner{k}": np.isin(np.arange(len(train)), valid)
+            for k, (_, valid) in enumerate(folds, 1)}
 
 
 def combinations(grid: dict[str, list]) -> list[dict]:
@@ -70,7 +73,7 @@ def search(section: str, params: dict, split: Split,
     if not searched:
         return params, {}
     train = split.table[~split.is_valid].reset_index(drop=True)
-    folds = inner_folds(train, settings["folds"], params["seed"])
+    folds = inner_folds(train, settings["folds"], params["seed"], f"round {split.name}")
     candidates, scores = combinations(searched), []
     for values in tqdm(candidates, desc=f"tune.{section} in round {split.name}"):
         candidate = with_values(params, section, values)

@@ -91,3 +91,4 @@ def test_empty_split_is_rejected():
     table = features_table()
     with pytest.raises(ParamError, match="no validation clips"):
         normalize(table, np.zeros(len(table), bool), "standard")
+

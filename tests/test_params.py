@@ -38,7 +38,7 @@ def test_shipped_params_are_valid_and_cover_every_adapter(params):
     ("data.esc50.sha256", "abc", "'data.esc50.sha256' must be null or a 64-character hex"),
     ("data.freesound.valid_size", 20, "'data.freesound.valid_size' must be a fraction"),
     ("datasets", ["esc50", "fsd50k"], "'datasets' must be a non-empty list of distinct names "
-                                      "from esc50, freesound; got ['esc50', 'fsd50k']"),
+                                      "from esc50, esc10, freesound; got ['esc50', 'fsd50k']"),
     ("datasets", [], "'datasets' must be a non-empty list"),
     ("data.esc50.cv", "yes", "'data.esc50.cv' must be one of true, false; got 'yes'"),
     ("data.freesound.repeats", 0, "'data.freesound.repeats' must be an integer >= 1"),
@@ -63,9 +63,9 @@ def test_bad_value_names_key_and_allowed_values(params, key, value, message):
 def test_floats_as_dvc_writes_them_are_numbers(tmp_path):
     """`dvc exp run -S svc.C=0.000001` writes `C: 1e-06`, a string to YAML 1.1."""
     text = (REPO / "params.yaml").read_text()
-    assert "  C: 1.0\n" in text and "  lr: 0.001 " in text
+    assert "  C: 0.1\n" in text and "  lr: 0.001 " in text
     (tmp_path / "params.yaml").write_text(
-        text.replace("  C: 1.0\n", "  C: 1e-06\n").replace("  lr: 0.001 ", "  lr: 5E+2 "))
+        text.replace("  C: 0.1\n", "  C: 1e-06\n").replace("  lr: 0.001 ", "  lr: 5E+2 "))
     params = load_params(tmp_path / "params.yaml")
     assert params["svc"]["C"] == 1e-06 and params["nn"]["lr"] == 500.0
     assert params["seed"] == 42 and params["nn"]["epochs"] == 10  # integers stay integers

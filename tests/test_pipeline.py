@@ -21,6 +21,8 @@ import yaml
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 MODELS = ("svc", "nn-2layer", "nn-5layer", "ensemble")
 
 

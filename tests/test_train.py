@@ -19,7 +19,8 @@ from tests.conftest import REPO, separable_table
 
 PARAMS = {
     "seed": 42,
-    "svc": {"C": 1.0, "max_iter": 1000, "dual": False, "class_weight": "none"},
+    "svc": {"C": 1.0, "max_iter": 1000, "dual": False, "class_weight": "none",
+            "block_weights": "none"},
     "nn": {"layers": [32, 16], "epochs": 8, "lr": 0.01, "batch_size": 16, "ps": 0.0,
            "embed_p": 0.0, "wd": None, "class_weights": "none", "grad_clip": None,
            "early_stopping": None, "early_stopping_valid": 0.1},
@@ -71,7 +72,7 @@ def test_nan_loss_fails_with_a_clear_message(tmp_path):
 
 def test_svc_on_separable_data(tmp_path):
     split = split_of(separable_table(), tmp_path)
-    svc = make_svc(PARAMS).fit(*split.xy("train"))
+    svc = make_svc(PARAMS, split.features).fit(*split.xy("train"))
     x_valid, y_valid = split.xy("valid")
     assert (svc.predict(x_valid) == y_valid).mean() > 0.9
     assert svc.random_state == 42 and svc.dual is False
@@ -156,7 +157,34 @@ def test_lr_find_script_saves_plot_and_suggestions(tmp_path):
 def test_early_stopping_set_on_too_few_clips_per_class_is_still_stratified(capsys):
     table = grouped_table(n_per_class=8, n_classes=4)  # 8 clips a class: 10 folds impossible
     rows = early_stopping_rows(table, 0.1, seed=42)
-    assert "watching 1/8 of them instead" in capsys.readouterr().out
+    assert ("nn.early_stopping_valid 0.1 (1 fold in 10): the training part has too few clips "
+            "for 10 folds (8 recordings, at most 8 clips a class); using 8 folds"
+            ) in capsys.readouterr().out
     watched = table.iloc[rows]
     assert 0 < len(watched) < len(table) / 2
     assert not set(watched["src_file"]) & set(table.drop(index=rows)["src_file"])
+
+
+def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_path):
+    from stages.audio import FeatureParams, feature_names
+    from stages.train_svc import BlockWeights
+
+    names = feature_names(FeatureParams())
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(0, 1, (60, len(names))).astype(np.float32), columns=names)
+    table.insert(0, "filename", [f"{i}.wav" for i in range(60)])
+    table.insert(1, "label", ["a", "b", "c"] * 20)
+    table.insert(2, "split", np.where(np.arange(60) % 5 == 0, "valid", "train"))
+    table.loc[table["label"] == "a", "mel_mean_3"] += 3.0
+    split = split_of(table, tmp_path)
+    model = make_svc({**PARAMS, "svc": {**PARAMS["svc"], "block_weights": "equal"}},
+                     split.features).fit(*split.xy("train"))
+    weights, svc = model[0], model[-1]
+    assert isinstance(weights, BlockWeights) and svc.C == 1.0
+    x = weights.transform(split.xy("train")[0])
+    blocks = np.array([n.split("_", 1)[0] for n in names])
+    for block, size in (("stft", 2050), ("mel", 256), ("cqt", 168)):
+        assert (weights.weights_[blocks == block] == 1 / np.sqrt(size)).all()
+        assert x[:, blocks == block].var(axis=0).sum() == pytest.approx(1, rel=0.1)
+    plain = make_svc(PARAMS, split.features)
+    assert isinstance(plain, type(svc))  # block_weights: none is the LinearSVC alone

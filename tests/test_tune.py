@@ -166,7 +166,7 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
     run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "svc.json"],
               tune=tune, ensemble=ensemble)
     voting = joblib.load(tmp_path / "ens.joblib")  # the primary round's, fold5
-    member = voting.named_estimators_["svc"].calibrated_classifiers_[0].estimator
+    member = voting.named_estimators_["svc"].calibrated_classifiers_[0].estimator.estimator_
     assert member.C == 0.0123
     with pytest.raises(SystemExit, match=r"what tune chose for svc is read from the member "
                                          r"stages' metrics, missing: no --member-metrics file "

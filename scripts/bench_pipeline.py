@@ -1,0 +1,209 @@
+"""Time every stage of the real dvc.yaml on real recordings, stage by stage.
+
+    python scripts/bench_pipeline.py RECORDINGS [--clips 2000] [--labels 50]
+        [--dataset esc50] [-S key=value ...] [--naive] [--workdir DIR]
+
+RECORDINGS is a folder in the ESC-50 layout (``ESC-50-master/{audio,meta}`` or the
+folder inside), e.g. real recordings laid out by the ESC-10 development set's
+``make_archive.py``. With ``--clips N`` (default 2000) an ESC-50-scale dataset is built
+from them: the recordings are cycled to N clips, each copy with a small gain change
+(-3 to +3 dB), spread over ``--labels`` labels (a recording's class and a stable hash of
+its ``src_file`` pick its label) and five folds (the hash again, so a recording's copies
+share label and fold, as ESC-50 keeps a recording's clips in one fold). ``--clips 0``
+uses the recordings as they are, with their own labels and official folds.
+
+The project (what git would commit) is copied into a fresh git repository in the
+workdir, params.yaml points ``data.<dataset>.url`` at the dataset (``datasets:
+[<dataset>]``), ``-S`` values are set as ``dvc exp run -S`` would, and each stage runs
+alone with ``dvc repro -s``, in the order of the DAG, timed as a whole process (DVC's own
+start-up included). Prints a table of stage times with the totals, every model's accuracy
+(mean ± std over the rounds), and with ``--naive`` the feature stage against the
+original one-clip-at-a-time loop over the same clips, whole process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from stages.params import read_yaml  # noqa: E402
+
+STAGES = ("download", "feature-extraction", "normalize", "train-svc", "train-nn-2layer",
+          "train-nn-5layer", "train-ensemble", "compare")
+MODELS = ("svc", "nn-2layer", "nn-5layer", "ensemble")
+
+
+def esc50_folder(path: Path) -> Path:
+    """The ``ESC-50-master`` folder at or inside ``path``."""
+    for candidate in (path, path / "ESC-50-master"):
+        if (candidate / "meta" / "esc50.csv").is_file():
+            return candidate
+    raise SystemExit(f"{path}: no meta/esc50.csv here or in ESC-50-master/")
+
+
+def stable_hash(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def build_dataset(source: Path, out: Path, clips: int, labels: int, seed: int = 0) -> Path:
+    """An ESC-50-layout folder of ``clips`` gain-varied copies of ``source``'s recordings."""
+    meta = pd.read_csv(source / "meta" / "esc50.csv")
+    classes = sorted(meta["category"].unique())
+    per_class = max(1, labels // len(classes))
+    rng = np.random.default_rng(seed)
+    (out / "audio").mkdir(parents=True)
+    (out / "meta").mkdir()
+    rows = []
+    for k in range(clips):
+        row = meta.iloc[k % len(meta)]
+        h = stable_hash(str(row["src_file"]))
+        y, sr = sf.read(source / "audio" / row["filename"], dtype="float32")
+        gain = 10 ** (rng.uniform(-3, 3) / 20)
+        src = f"{row['src_file']}"
+        name = f"{k:05d}-{row['filename']}"
+        sf.write(out / "audio" / name, np.clip(y * gain, -1, 1), sr, subtype="PCM_16")
+        rows.append({"filename": name, "fold": h % 5 + 1,
+                     "target": classes.index(row["category"]) * per_class + h // 5 % per_class,
+                     "category": f"{row['category']}-{h // 5 % per_class}", "esc10": True,
+                     "src_file": src, "take": "A"})
+    pd.DataFrame(rows).to_csv(out / "meta" / "esc50.csv", index=False)
+    return out
+
+
+def copy_project(dest: Path) -> None:
+    """What git would commit, without pipeline outputs."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if name.startswith(("data/", "metrics/", "plots/")) or name == "dvc.lock":
+            continue
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+
+
+def set_value(params: dict, key: str, text: str) -> None:
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = read_yaml(text)
+
+
+def run(cmd: list[str], cwd: Path, log: Path) -> float:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        result = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {result.returncode}); see {log}")
+    return seconds
+
+
+NAIVE = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from scripts.bench_features import naive_features
+paths = sys.argv[1:]
+for p in paths:
+    naive_features(p)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recordings", type=Path)
+    parser.add_argument("--clips", type=int, default=2000, help="0: the recordings as they are")
+    parser.add_argument("--labels", type=int, default=50)
+    parser.add_argument("--dataset", default="esc50", choices=["esc50", "esc10"])
+    parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml value, as dvc exp run -S (repeatable)")
+    parser.add_argument("--naive", action="store_true",
+                        help="also time the original one-clip loop over the same clips")
+    parser.add_argument("--workdir", type=Path, help="kept after the run (default: a temp dir)")
+    args = parser.parse_args()
+
+    source = esc50_folder(args.recordings.resolve())
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.clips:
+        data = work / "dataset" / "ESC-50-master"
+        if data.exists():
+            shutil.rmtree(data)
+        build_dataset(source, data, args.clips, args.labels)
+    else:
+        data = source
+    meta = pd.read_csv(data / "meta" / "esc50.csv")
+    print(f"dataset: {len(meta)} clips, {meta['category'].nunique()} labels, folds "
+          f"{sorted(int(f) for f in meta['fold'].unique())} -> {data}")
+
+    project = work / "project"
+    if project.exists():
+        shutil.rmtree(project)
+    project.mkdir()
+    copy_project(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["datasets"] = [args.dataset]
+    params["data"][args.dataset]["url"] = str(data)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        set_value(params, key, value)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = work / "bench.log"
+    log.write_text("")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+                 "commit", "-qm", "bench"]):
+        run(cmd, project, log)
+
+    times = {}
+    for stage in STAGES:
+        name = stage if stage == "compare" else f"{stage}@{args.dataset}"
+        times[stage] = run(["dvc", "repro", "-s", name], project, log)
+        print(f"  {stage:<20} {times[stage]:7.1f} s", flush=True)
+    after = sum(t for s, t in times.items() if s != "download")
+    settings = " ".join(f"-S {s}" for s in args.set) or "(default params)"
+    print(f"\n{len(meta)} clips, {args.dataset}, {settings}, {os.cpu_count()} cores\n")
+    print("| stage | seconds |\n|---|---|")
+    for stage, seconds in times.items():
+        print(f"| {stage} | {seconds:.1f} |")
+    print(f"| **all after download** | **{after:.1f}** |")
+    print(f"| all | {sum(times.values()):.1f} |\n")
+    print("| model | accuracy | balanced accuracy |\n|---|---|---|")
+    for model in MODELS:
+        m = json.loads((project / "metrics" / args.dataset / f"{model}.json").read_text())
+        cells = [f"{100 * m[k]:.1f}" + (f" ± {100 * m['std'][k]:.1f}" if "std" in m else "")
+                 for k in ("accuracy", "balanced_accuracy")]
+        print(f"| {model} | {' | '.join(cells)} |")
+    if args.naive:
+        paths = sorted(str(p) for p in (data / "audio").iterdir())
+        script = work / "naive.py"
+        script.write_text(NAIVE.format(repo=str(REPO)))
+        naive = run([sys.executable, str(script), *paths], work, log)
+        stage = times["feature-extraction"]
+        print(f"\nfeatures, {len(paths)} clips, whole process: stage {stage:.1f} s (dvc repro -s),"
+              f" naive loop {naive:.1f} s: {naive / stage:.2f}x the naive loop")
+    print(f"\nlog: {log}; project: {project}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Real class counts: every place that splits by class adapts to 1-, 2- and 3-clip classes.
+
+Each adapting path prints one line naming the parameter and the classes, and the class
+list it then uses is checked here: calibration folds, tune's inner folds, early stopping's
+carved set, the FreeSound split, rounds whose validation has a class training lacks, and
+the ensemble's members that never saw a class.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.datasets import ESC10, ESC50, FreeSound
+from stages.evaluate import Split, TrainingError
+from stages.folds import class_folds
+from stages.normalize import untrained_classes
+from stages.train_ensemble import AllClasses, fit_predict
+from stages.train_nn import early_stopping_rows
+from stages.tune import inner_folds
+from tests.test_ensemble import ENSEMBLE
+from tests.test_train import PARAMS
+
+FEATURES = [f"stft_mean_{i}" for i in range(12)]
+
+
+def uneven_table(sizes: dict[str, int], per_recording: int = 1, seed: int = 0) -> pd.DataFrame:
+    """A normalized-stage table: ``sizes`` clips of each class (feature k + 4 for class k),
+    ``per_recording`` consecutive clips of a class cut from one recording."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(list(sizes), list(sizes.values()))
+    x = rng.normal(size=(len(labels), len(FEATURES))).astype(np.float32)
+    for k, name in enumerate(sizes):
+        x[labels == name, k % len(FEATURES)] += 4.0
+    table = pd.DataFrame(x, columns=FEATURES)
+    table.insert(0, "filename", [f"{i}.wav" for i in range(len(labels))])
+    table.insert(1, "label", labels)
+    within = np.concatenate([np.arange(n) for n in sizes.values()])
+    table.insert(2, "src_file", [f"{c}-{i // per_recording}" for c, i in zip(labels, within,
+                                                                              strict=True)])
+    return table
+
+
+SIZES = {"big": 12, "mid": 9, "three": 3, "two": 2, "one": 1}
+
+
+def test_class_folds_keep_small_classes_in_training_and_name_them(capsys):
+    table = uneven_table(SIZES)
+    folds = class_folds(table["label"], table["src_file"], 3, 0, param="ensemble.calibration_folds",
+                        where="round fold5")
+    assert capsys.readouterr().out == (
+        "ensemble.calibration_folds: class(es) with fewer than 3 recordings in round fold5 "
+        "kept in training only: one, two\n")
+    assert len(folds) == 3
+    labels = table["label"].to_numpy()
+    validated = np.concatenate([valid for _, valid in folds])
+    assert sorted(validated) == sorted(np.flatnonzero(~np.isin(labels, ["one", "two"])))
+    for train, valid in folds:
+        assert set(labels[train]) == set(SIZES)  # every fold trains on every class
+        assert not set(train) & set(valid)
+
+
+def test_class_folds_keep_recordings_together_and_use_fewer_folds(capsys):
+    table = uneven_table({"a": 6, "b": 6}, per_recording=3)  # two recordings a class
+    folds = class_folds(table["label"], table["src_file"], 5, 0, param="tune.folds",
+                        where="round fold1", keep_below=2)
+    out = capsys.readouterr().out
+    assert out == ("tune.folds: round fold1 has too few clips for 5 folds (4 recordings, at "
+                   "most 6 clips a class); using 4 folds\n")
+    assert len(folds) == 4
+    for train, valid in folds:
+        assert not set(table["src_file"].iloc[train]) & set(table["src_file"].iloc[valid])
+
+
+def test_class_folds_that_cannot_be_cut_name_the_param_and_classes():
+    table = uneven_table({"x": 2, "y": 1})
+    with pytest.raises(TrainingError, match=r"ensemble\.calibration_folds: no folds can be cut "
+                                            r"in round r: every class has fewer than 3 "
+                                            r"recordings \(x, y\)"):
+        class_folds(table["label"], table["src_file"], 3, 0,
+                    param="ensemble.calibration_folds", where="round r")
+
+
+def test_class_folds_without_small_classes_are_scikit_learns():
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    table = uneven_table({"a": 12, "b": 10, "c": 9}, per_recording=3)
+    labels, groups = table["label"], table["src_file"]
+    ours = class_folds(labels, groups, 3, 7, param="p", where="w")
+    theirs = StratifiedGroupKFold(3, shuffle=True, random_state=7).split(table, labels, groups)
+    for (a, b), (c, d) in zip(ours, theirs, strict=True):
+        assert (a == c).all() and (b == d).all()
+    numbered = np.arange(len(table))  # as where no recordings are known: sorted as numbers
+    ours = class_folds(labels, numbered, 3, 7, param="p", where="w")
+    theirs = StratifiedGroupKFold(3, shuffle=True, random_state=7).split(table, labels, numbered)
+    for (a, b), (c, d) in zip(ours, theirs, strict=True):
+        assert (a == c).all() and (b == d).all()
+    ours = class_folds(labels, None, 3, 7, param="p", where="w")
+    theirs = StratifiedKFold(3, shuffle=True, random_state=7).split(table, labels)
+    for (a, b), (c, d) in zip(ours, theirs, strict=True):
+        assert (a == c).all() and (b == d).all()
+
+
+def test_tune_inner_folds_on_tiny_classes(capsys):
+    train = uneven_table(SIZES).drop(columns="src_file")  # FreeSound: no recordings, no folds
+    folds = inner_folds(train, 4, seed=42, where="round seed42")
+    assert "tune.folds: class(es) with fewer than 4 clips in round seed42 kept in training " \
+           "only: one, three, two" in capsys.readouterr().out
+    validated = np.vstack(list(folds.values())).any(axis=0)
+    assert set(train.loc[validated, "label"]) == {"big", "mid"}
+    assert set(train.loc[~validated, "label"]) == {"one", "two", "three"}
+
+
+def test_early_stopping_keeps_a_single_recording_class_in_training(capsys):
+    table = uneven_table({"a": 20, "b": 20, "solo": 3}, per_recording=3)  # solo: 1 recording
+    watched = early_stopping_rows(table, 0.25, seed=0)
+    assert "class(es) with fewer than 2 recordings in the training part kept in training " \
+           "only: solo" in capsys.readouterr().out
+    assert "solo" not in set(table["label"].iloc[watched])
+    assert {"a", "b"} <= set(table["label"].iloc[watched])
+
+
+def test_a_member_that_never_saw_a_class_answers_for_every_class():
+    from sklearn.svm import LinearSVC
+
+    table = uneven_table({"a": 10, "b": 10, "c": 10, "d": 10})
+    seen = table["label"] != "c"
+    x, y = table[FEATURES].to_numpy(), table["label"].to_numpy()
+    member = AllClasses(LinearSVC(), np.array(["a", "b", "c", "d"])).fit(x[seen], y[seen])
+    scores = member.decision_function(x)
+    alone = LinearSVC().fit(x[seen], y[seen]).decision_function(x)  # columns a, b, d
+    assert scores.shape == (40, 4)
+    np.testing.assert_array_equal(scores[:, [0, 1, 3]], alone)  # known classes as they were
+    assert (scores[:, 2] == alone.min(axis=1) - AllClasses.UNSEEN_MARGIN).all()
+    assert set(member.predict(x)) <= {"a", "b", "d"}
+
+
+@pytest.mark.parametrize("calibration", ["temperature", "sigmoid", "isotonic"])
+def test_ensemble_on_one_two_and_three_clip_classes(calibration, capsys):
+    """What crashed on real recordings: a calibration fold whose training side lacks a
+    class (shapes (80,50) and (80,49)), and 3 folds over classes of fewer than 3 clips."""
+    table = uneven_table({**SIZES, "big2": 12}, seed=3)
+    table["split"] = "train"
+    for _, group in table.groupby("label"):  # a third of the larger classes validated
+        table.loc[group.index[: len(group) // 3], "split"] = "valid"
+    split = Split("fold5", table, FEATURES)
+    params = {**PARAMS, "ensemble": {**ENSEMBLE, "calibration": calibration}}
+    ensemble, result = fit_predict(params, split)
+    assert ("ensemble.calibration_folds: class(es) with fewer than 3 recordings in round fold5 "
+            "kept in training only: one, three, two") in capsys.readouterr().out  # 1, 1, 2
+    x_valid, y_valid = split.xy("valid")
+    probs = ensemble.predict_proba(x_valid)
+    classes = sorted(table.loc[table["split"] == "train", "label"].unique())
+    assert list(ensemble.classes_) == classes and probs.shape == (len(x_valid), len(classes))
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+    for calibrated in ensemble.named_estimators_.values():
+        assert calibrated.predict_proba(x_valid).shape == probs.shape
+    assert (result.predicted == y_valid).mean() > 0.6
+
+
+def test_freesound_split_keeps_tiny_classes_in_training_when_validation_is_too_small(capsys):
+    sizes = {f"c{k:02d}": 1 + k % 5 for k in range(20)}  # 1..5 clips, 60 in all
+    meta = uneven_table(sizes)[["filename", "label"]]
+    params = {"data": {"freesound": {"valid_size": 0.2, "split_seed": 42, "repeats": 1}}}
+    is_valid = FreeSound().validation_mask(meta, params)
+    out = capsys.readouterr().out
+    singles = sorted(c for c, n in sizes.items() if n == 1)
+    assert f"4 class(es) with a single clip kept in training only (cannot be stratified): " \
+           f"{', '.join(singles)}" in out
+    # 56 clips in 16 classes: 12 validation clips for 16 classes; without the 2-clip classes
+    # 10 for 12, without the 3-clip ones too 8 for 8 (a 4-clip class is 0.8 of a clip: kept)
+    kept = sorted(c for c, n in sizes.items() if n in (2, 3))
+    assert (f"freesound: data.freesound.valid_size 0.2 gives fewer validation clips than "
+            f"classes; 8 smallest class(es) kept in training only: {', '.join(kept)}\n") in out
+    validated = set(meta.loc[is_valid, "label"])
+    assert validated == {c for c, n in sizes.items() if n >= 4}
+    assert is_valid.sum() == 8  # ceil(0.2 * 36), one clip of each class left
+
+
+def test_round_classes_without_training_clips_are_named():
+    labels = pd.Series(["a", "a", "b", "c", "c"])
+    assert untrained_classes(labels, np.array([False, True, True, False, True])) == ["b"]
+
+
+def test_esc10_reads_the_esc10_rows_of_the_esc50_archive(esc50_zip, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(esc50_zip) as zf:
+        zf.extractall(tmp_path)
+    listed = ESC10().listed(tmp_path)
+    assert len(listed) == len(ESC50().listed(tmp_path)) == 60
+    meta = ESC10().metadata(tmp_path)
+    assert set(meta["label"]) == {"dog", "rooster"} and len(meta) == 30  # esc10: classes 0, 1
+    params = {"data": {"esc10": {"valid_fold": 2, "cv": True}, "esc50": {"valid_fold": 5,
+                                                                          "cv": False}}}
+    rounds = ESC10().rounds(meta, params)
+    assert list(rounds) == ["fold2", "fold1", "fold3", "fold4", "fold5"]
+    assert list(ESC50().rounds(ESC50().metadata(tmp_path), params)) == ["fold5"]
