@@ -98,8 +98,9 @@ def copy_project(dest: Path) -> None:
 
 
 def set_value(params: dict, key: str, text: str) -> None:
+    """``key=text`` as ``dvc exp run -S`` sets it (``+key`` adds a new key)."""
     node = params
-    *parents, last = key.split(".")
+    *parents, last = key.removeprefix("+").split(".")
     for part in parents:
         node = node[part]
     node[last] = read_yaml(text)

@@ -5,7 +5,8 @@
 The dataset is assembled in a temporary folder and renamed to OUT_DIR only once every
 archive is extracted and every clip listed in the metadata is present, so OUT_DIR is
 never half-extracted. DATASET_METRICS_JSON records how many clips the metadata lists,
-how many are used and how many are excluded (FreeSound's multi-label clips).
+how many are used and how many are excluded (FreeSound's multi-label clips, ESC-10's
+clips of the other 40 ESC-50 classes).
 """
 
 from __future__ import annotations

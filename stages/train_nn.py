@@ -122,10 +122,12 @@ def make_learner(train_rows: pd.DataFrame, features: list[str], settings: dict,
         print(f"nn.batch_size {settings['batch_size']} is more than the {n_train} training "
               f"clips: training on batches of {batch_size}")
     # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
+    # The vocabulary is every class of the table: fastai's default takes the training
+    # rows' only, and a class seen only in the watched rows then has no output unit.
     dls = TabularDataLoaders.from_df(
         table[[*features, "label"]], cont_names=features, y_names="label",
-        y_block=CategoryBlock(), valid_idx=list(watched), bs=batch_size, procs=[],
-        num_workers=0,
+        y_block=CategoryBlock(vocab=sorted(table["label"].unique())), valid_idx=list(watched),
+        bs=batch_size, procs=[], num_workers=0,
     )
     loss_func = None  # fastai's default: unweighted cross-entropy
     if settings["class_weights"] == "balanced":

@@ -36,7 +36,7 @@ def inner_folds(train: pd.DataFrame, n_folds: int, seed: int, where: str = "the 
     """Validation masks over the training clips: their official folds, or stratified folds.
 
     Stratified folds (``tune.folds``) keep a class with fewer clips than folds in training
-    only, and use fewer folds when no class has that many (stages.folds).
+    only (stages.folds).
     """
     if "fold" in train:
         return {f"fold{f}": (train["fold"] == f).to_numpy() for f in sorted(train["fold"].unique())}

@@ -291,7 +291,8 @@ def test_recommended_configuration_runs_as_the_readme_says(project):
     log = sh("bash", "-c", f"{command} -S 'datasets=[esc50]'", cwd=repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     candidates = {"svc": params["tune"]["svc"], "nn": params["tune"]["nn"]}
-    assert candidates["svc"]["C"] == [0.01, 0.1, 1.0] and params["nn"]["early_stopping"] == 5
+    assert candidates["svc"]["C"] == [0.03, 0.1, 0.3] and params["nn"]["batch_size"] == 32
+    assert candidates["nn"]["epochs"] == [10, 30] and candidates["nn"]["ps"] == [0.0, 0.5]
     for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
         metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
         searched = {k: v for k, v in candidates[section].items() if v is not None}

@@ -48,8 +48,8 @@ def test_class_folds_keep_small_classes_in_training_and_name_them(capsys):
     folds = class_folds(table["label"], table["src_file"], 3, 0, param="ensemble.calibration_folds",
                         where="round fold5")
     assert capsys.readouterr().out == (
-        "ensemble.calibration_folds: class(es) with fewer than 3 recordings in round fold5 "
-        "kept in training only: one, two\n")
+        "ensemble.calibration_folds: class(es) with fewer than 3 clips in round fold5 "
+        "kept in training only: one, two\n")  # one clip a recording here
     assert len(folds) == 3
     labels = table["label"].to_numpy()
     validated = np.concatenate([valid for _, valid in folds])
@@ -61,11 +61,11 @@ def test_class_folds_keep_small_classes_in_training_and_name_them(capsys):
 
 def test_class_folds_keep_recordings_together_and_use_fewer_folds(capsys):
     table = uneven_table({"a": 6, "b": 6}, per_recording=3)  # two recordings a class
-    folds = class_folds(table["label"], table["src_file"], 5, 0, param="tune.folds",
-                        where="round fold1", keep_below=2)
+    folds = class_folds(table["label"], table["src_file"], 5, 0, param="nn.early_stopping_valid",
+                        where="round fold1", keep_below=2)  # as early stopping cuts
     out = capsys.readouterr().out
-    assert out == ("tune.folds: round fold1 has too few clips for 5 folds (4 recordings, at "
-                   "most 6 clips a class); using 4 folds\n")
+    assert out == ("nn.early_stopping_valid: round fold1 has too few clips for 5 folds (4 "
+                   "recordings, at most 6 clips a class); using 4 folds\n")
     assert len(folds) == 4
     for train, valid in folds:
         assert not set(table["src_file"].iloc[train]) & set(table["src_file"].iloc[valid])
@@ -74,8 +74,8 @@ def test_class_folds_keep_recordings_together_and_use_fewer_folds(capsys):
 def test_class_folds_that_cannot_be_cut_name_the_param_and_classes():
     table = uneven_table({"x": 2, "y": 1})
     with pytest.raises(TrainingError, match=r"ensemble\.calibration_folds: no folds can be cut "
-                                            r"in round r: every class has fewer than 3 "
-                                            r"recordings \(x, y\)"):
+                                            r"in round r: too few clips in every class "
+                                            r"\(x, y\)"):
         class_folds(table["label"], table["src_file"], 3, 0,
                     param="ensemble.calibration_folds", where="round r")
 
@@ -98,6 +98,43 @@ def test_class_folds_without_small_classes_are_scikit_learns():
     theirs = StratifiedKFold(3, shuffle=True, random_state=7).split(table, labels)
     for (a, b), (c, d) in zip(ours, theirs, strict=True):
         assert (a == c).all() and (b == d).all()
+
+
+def test_a_class_all_in_one_fold_is_kept_in_training_and_named(capsys, monkeypatch):
+    """StratifiedGroupKFold spreads a class's recordings when it can; where it cannot (here
+    forced on the first cut), the class moves to every training side and the cut is redone."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    import stages.folds
+
+    table = uneven_table({"a": 12, "b": 12, "c": 12, "pair": 6}, per_recording=2)  # 3 each
+    labels, groups = table["label"].to_numpy(), table["src_file"].to_numpy()
+    cuts = []
+
+    class FirstCutLumpsPair(StratifiedGroupKFold):
+        def split(self, X, y, groups):
+            cuts.append(sorted(set(y)))
+            if len(cuts) > 1:
+                yield from super().split(X, y, groups)
+                return
+            pair = np.flatnonzero(np.asarray(y) == "pair")
+            others = np.flatnonzero(np.asarray(y) != "pair")
+            for k in range(self.n_splits):
+                valid = others[k::self.n_splits]
+                if k == 0:
+                    valid = np.concatenate([valid, pair])
+                yield np.setdiff1d(np.arange(len(y)), valid), np.sort(valid)
+
+    monkeypatch.setattr(stages.folds, "StratifiedGroupKFold", FirstCutLumpsPair)
+    folds = class_folds(labels, groups, 3, 0, param="ensemble.calibration_folds",
+                        where="round fold5")
+    assert capsys.readouterr().out == (
+        "ensemble.calibration_folds: class(es) whose recordings all fell in one fold in "
+        "round fold5 kept in training only: pair\n")
+    assert cuts == [["a", "b", "c", "pair"], ["a", "b", "c"]]
+    for train, valid in folds:
+        assert set(labels[train]) == {"a", "b", "c", "pair"}
+        assert "pair" not in set(labels[valid])
 
 
 def test_tune_inner_folds_on_tiny_classes(capsys):
@@ -145,7 +182,7 @@ def test_ensemble_on_one_two_and_three_clip_classes(calibration, capsys):
     split = Split("fold5", table, FEATURES)
     params = {**PARAMS, "ensemble": {**ENSEMBLE, "calibration": calibration}}
     ensemble, result = fit_predict(params, split)
-    assert ("ensemble.calibration_folds: class(es) with fewer than 3 recordings in round fold5 "
+    assert ("ensemble.calibration_folds: class(es) with fewer than 3 clips in round fold5 "
             "kept in training only: one, three, two") in capsys.readouterr().out  # 1, 1, 2
     x_valid, y_valid = split.xy("valid")
     probs = ensemble.predict_proba(x_valid)
@@ -195,3 +232,18 @@ def test_esc10_reads_the_esc10_rows_of_the_esc50_archive(esc50_zip, tmp_path):
     rounds = ESC10().rounds(meta, params)
     assert list(rounds) == ["fold2", "fold1", "fold3", "fold4", "fold5"]
     assert list(ESC50().rounds(ESC50().metadata(tmp_path), params)) == ["fold5"]
+
+
+def test_nn_watching_a_class_its_training_lacks(tmp_path):
+    """A round whose validation has a class that training lacks (all its recordings in
+    one fold): the NN has an output for it and trains; it just never predicts it."""
+    from stages.train_nn import fit_predict, nn_settings
+
+    table = uneven_table({"a": 20, "b": 20, "c": 20, "late": 4})
+    table["split"] = np.where((np.arange(len(table)) % 5 == 0) | (table["label"] == "late"),
+                              "valid", "train")
+    split = Split("fold5", table, FEATURES)
+    learn, result = fit_predict(nn_settings(PARAMS, "nn.layers"), split)
+    assert list(learn.dls.vocab) == ["a", "b", "c", "late"]
+    assert learn.model.layers[-1][0].out_features == 4
+    assert "late" in set(split.xy("valid")[1]) and "late" not in set(result.predicted)

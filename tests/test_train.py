@@ -188,3 +188,63 @@ def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_
         assert x[:, blocks == block].var(axis=0).sum() == pytest.approx(1, rel=0.1)
     plain = make_svc(PARAMS, split.features)
     assert isinstance(plain, type(svc))  # block_weights: none is the LinearSVC alone
+
+
+def real_shaped(n_clips: int = 150, n_classes: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Fewer clips than the 2,474 features, overlapping classes (not separable), blocks of
+    correlated columns: a standardized table shaped like real ESC-10 features."""
+    from stages.audio import FeatureParams, feature_names
+
+    names = feature_names(FeatureParams())
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_clips) % n_classes
+    centers = rng.normal(0, 0.35, (n_classes, 40))
+    latent = centers[labels] + rng.normal(0, 1, (n_clips, 40))
+    x = latent @ rng.normal(0, 1, (40, len(names))) + rng.normal(0, 2, (n_clips, len(names)))
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    table = pd.DataFrame(x.astype(np.float32), columns=names)
+    table.insert(0, "filename", [f"{i}.wav" for i in range(n_clips)])
+    table.insert(1, "label", [f"class_{k}" for k in labels])
+    table.insert(2, "split", np.where(np.arange(n_clips) // n_classes % 5 == 0, "valid", "train"))
+    return table
+
+
+def test_default_svc_reaches_the_liblinear_optimum(tmp_path):
+    """The default LinearSVC stops at its optimum, not at svc.max_iter: the same
+    squared-hinge L2 objective (intercept included) solved by liblinear to 1e-10."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    params = {**PARAMS, "svc": yaml.safe_load((REPO / "params.yaml").read_text())["svc"]}
+    split = split_of(real_shaped(), tmp_path)
+    x_train, y_train = split.xy("train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = make_svc(params, split.features).fit(x_train, y_train)
+    weights, svc = model[0], model[-1]
+    assert svc.n_iter_ < params["svc"]["max_iter"]
+    exact = LinearSVC(C=params["svc"]["C"], dual=False, tol=1e-10, max_iter=100_000,
+                      random_state=0).fit(weights.transform(x_train), y_train)
+    scale = np.abs(exact.coef_).max()
+    np.testing.assert_allclose(svc.coef_, exact.coef_, atol=1e-3 * scale)
+    np.testing.assert_allclose(svc.intercept_, exact.intercept_, atol=1e-3 * scale)
+    x_valid = split.xy("valid")[0]
+    assert (model.predict(x_valid) == exact.predict(weights.transform(x_valid))).all()
+    accuracy = (model.predict(x_valid) == split.xy("valid")[1]).mean()
+    assert 0.2 < accuracy < 1.0  # overlapping classes: neither chance nor separable
+
+
+def test_original_svc_path_is_the_original_linearsvc(tmp_path):
+    """svc.block_weights: none, C: 1, dual: false, max_iter: 1000 is exactly
+    LinearSVC(random_state=42, max_iter=1000, dual=False), as originally run."""
+    from sklearn.svm import LinearSVC
+
+    split = split_of(separable_table(n_classes=5, seed=1), tmp_path)
+    model = make_svc(PARAMS, split.features).fit(*split.xy("train"))
+    original = LinearSVC(random_state=42, max_iter=1000, dual=False).fit(*split.xy("train"))
+    assert type(model) is LinearSVC and model.get_params() == original.get_params()
+    np.testing.assert_array_equal(model.coef_, original.coef_)
+    x_valid = split.xy("valid")[0]
+    assert (model.predict(x_valid) == original.predict(x_valid)).all()
