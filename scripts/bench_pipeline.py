@@ -74,19 +74,19 @@ def build_dataset(source: Path, out: Path, clips: int, labels: int, seed: int = 
         h = stable_hash(str(row["src_file"]))
         y, sr = sf.read(source / "audio" / row["filename"], dtype="float32")
         gain = 10 ** (rng.uniform(-3, 3) / 20)
-        src = f"{row['src_file']}"
         name = f"{k:05d}-{row['filename']}"
         sf.write(out / "audio" / name, np.clip(y * gain, -1, 1), sr, subtype="PCM_16")
         rows.append({"filename": name, "fold": h % 5 + 1,
                      "target": classes.index(row["category"]) * per_class + h // 5 % per_class,
                      "category": f"{row['category']}-{h // 5 % per_class}", "esc10": True,
-                     "src_file": src, "take": "A"})
+                     "src_file": str(row["src_file"]), "take": "A"})
     pd.DataFrame(rows).to_csv(out / "meta" / "esc50.csv", index=False)
     return out
 
 
 def copy_project(dest: Path) -> None:
-    """What git would commit, without pipeline outputs."""
+    """What git would commit (tracked and untracked-but-not-ignored files), without
+    pipeline outputs: the project as a fresh clone would have it."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:
@@ -121,7 +121,7 @@ def run(cmd: list[str], cwd: Path, log: Path) -> float:
 
 
 NAIVE = """
-import sys, time
+import sys
 sys.path.insert(0, {repo!r})
 from scripts.bench_features import naive_features
 paths = sys.argv[1:]

@@ -117,10 +117,14 @@ class ESC50(Adapter):
         table = read_csv(raw_dir / self.root / "meta" / "esc50.csv", self.columns)
         return pd.DataFrame({
             "filename": table["filename"].astype(str),
-            "label": table["category"].astype(str),
+            "label": self.labels(table),
             "fold": table["fold"].astype(int),
             "src_file": table["src_file"].astype(str),
         })
+
+    def labels(self, table: pd.DataFrame) -> pd.Series:
+        """The class of every row of esc50.csv (NaN for a clip not used)."""
+        return table["category"].astype(str)
 
     def rounds(self, meta: pd.DataFrame, params: dict) -> dict[str, np.ndarray]:
         """``valid_fold`` alone or, with ``cv``, it and then every other official fold.
@@ -158,12 +162,9 @@ class ESC10(ESC50):
         for filename in listed.loc[listed["label"].isna(), "filename"]:
             self.audio_path(raw_dir, filename).unlink(missing_ok=True)
 
-    def listed(self, raw_dir: Path) -> pd.DataFrame:
-        table = read_csv(raw_dir / self.root / "meta" / "esc50.csv", self.columns)
-        listed = super().listed(raw_dir)
+    def labels(self, table: pd.DataFrame) -> pd.Series:
         in_esc10 = table["esc10"].astype(str).str.strip().str.lower() == "true"
-        listed["label"] = listed["label"].where(in_esc10.to_numpy())
-        return listed
+        return super().labels(table).where(in_esc10)
 
 
 class FreeSound(Adapter):

@@ -49,11 +49,12 @@ from stages.train_svc import make_svc
 class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """``estimator`` answering for every class of ``classes``, including ones it never saw.
 
-    A calibration fold's training side can lack a small class; the member trained there
-    would give one column fewer than the others and the calibrated probabilities could not
-    be averaged. Here a class missing from the training clips gets a decision value far
-    below every other (``UNSEEN_MARGIN`` under the row's minimum), so its probability is
-    about zero after any calibration, and every member's columns follow ``classes``.
+    The calibration folds already give every fold's training side every class
+    (stages.folds); this is the guard behind that: a member that still lacked one would
+    give one column fewer than the others and the calibrated probabilities could not be
+    averaged. A class missing from the training clips gets a decision value far below
+    every other (``UNSEEN_MARGIN`` under the row's minimum), and every member's columns
+    follow ``classes``.
     """
 
     UNSEEN_MARGIN = 50.0
@@ -102,31 +103,22 @@ def member(name: str, params: dict, features: list[str], classes: np.ndarray
     return AllClasses(model, classes).set_fit_request(groups=True)
 
 
-def calibration_folds(split: Split, params: dict) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``ensemble.calibration_folds`` over the round's training part (stages.folds).
-
-    Clips of one ``src_file`` stay together; a class with fewer recordings than folds is
-    in the training side of every fold, so each fold's members know it.
-    """
-    train = split.table[~split.is_valid]
-    return class_folds(train["label"], recording_groups(train),
-                       params["ensemble"]["calibration_folds"],
-                       params["seed"], param="ensemble.calibration_folds",
-                       where=f"round {split.name}")
-
-
 def fit_ensemble(params: dict, split: Split, tuned: dict[str, dict] | None = None
                  ) -> VotingClassifier:
     """The soft-voting ensemble of calibrated members, fitted on the round's training part.
 
     ``tuned`` maps a member to the values its stage's search chose in this round.
-    Calibration folds group clips by ``src_file`` where the dataset has it.
+    Calibration folds (``ensemble.calibration_folds``, stages.folds) keep the clips of one
+    ``src_file`` together and put a class with fewer recordings than folds on the
+    training side of every fold, so each fold's members know every class.
     """
     tuned = tuned or {}
     settings = params["ensemble"]
+    train = split.table[~split.is_valid]
     x_train, y_train = split.xy("train")
-    groups = recording_groups(split.table[~split.is_valid])
-    folds = calibration_folds(split, params)
+    groups = recording_groups(train)
+    folds = class_folds(train["label"], groups, settings["calibration_folds"], params["seed"],
+                        param="ensemble.calibration_folds", where=f"round {split.name}")
     classes = np.arange(len(np.unique(y_train)))  # VotingClassifier label-encodes y for members
     with sklearn.config_context(enable_metadata_routing=True):  # groups -> the NNs
         ensemble = VotingClassifier(

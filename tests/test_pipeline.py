@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from scripts.bench_pipeline import copy_project
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -38,20 +38,6 @@ def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
     output = result.stdout + result.stderr
     assert (result.returncode == 0) == ok, f"{' '.join(cmd)} exited {result.returncode}:\n{output}"
     return output
-
-
-def copy_project(dest: Path) -> None:
-    """Copy what git would commit (tracked and untracked-but-not-ignored files)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-        text=True, check=True,
-    ).stdout.split()
-    for name in files:
-        if name.startswith(("data/", "metrics/", "plots/")) or name == "dvc.lock":
-            continue  # start from a clean pipeline
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from scripts.bench_pipeline import copy_project
 from scripts.make_demo_data import write_esc50_zip, write_freesound_zips
-from tests.test_pipeline import MODELS, copy_project, sh
+from tests.test_pipeline import MODELS, sh
 
 pytestmark = pytest.mark.slow
 
