@@ -28,9 +28,9 @@ from stages.params import format_value  # noqa: E402
 
 GRID = {
     "layers": ("nn.layers", [[400, 200], [300, 150, 75], [500]]),
-    "lr": ("nn.lr", [0.0001, 0.0005, 0.001]),
+    "lr": ("nn.training.lr", [0.0001, 0.0005, 0.001]),
     "scaler": ("normalize.scaler", ["none", "standard", "minmax", "robust"]),
-    "batch_size": ("nn.batch_size", [32, 64, 128]),
+    "batch_size": ("nn.training.batch_size", [32, 64, 128]),
 }
 
 

@@ -17,7 +17,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-BLOCKS = ("stft", "mel", "cqt")
+from stages.table import BLOCKS
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class FeatureParams:
         return int(round(self.sr * self.duration))
 
     def block_sizes(self) -> dict[str, int]:
-        return {"stft": 1 + self.n_fft // 2, "mel": self.n_mels, "cqt": self.cqt_bins}
+        return dict(zip(BLOCKS, (1 + self.n_fft // 2, self.n_mels, self.cqt_bins), strict=True))
 
 
 def feature_names(params: FeatureParams) -> list[str]:
@@ -114,8 +114,3 @@ def clip_features(y: np.ndarray, params: FeatureParams) -> np.ndarray:
 def file_features(path: str | Path, params: FeatureParams) -> np.ndarray:
     """Load one audio file and return its feature vector."""
     return clip_features(load_clip(path, params), params)
-
-
-def feature_columns(columns: list[str]) -> list[str]:
-    """The feature columns of a table, in table order (everything else is metadata)."""
-    return [c for c in columns if c.split("_", 1)[0] in BLOCKS and c.rsplit("_", 1)[-1].isdigit()]

@@ -3,11 +3,12 @@
     python -m stages.compare PREDICTIONS_DIR COMPARE_JSON COMPARE_MD COMPARE_PNG
                              CONFUSION_DIR PER_CLASS_DIR
 
-Scores are recomputed from each model's validation predictions
-(``PREDICTIONS_DIR/<dataset>/<model>.csv``) with the same function the model stages use,
-so the table and ``metrics/<dataset>/<model>.json`` agree by construction: with several
-evaluation rounds (cross-validation, repeated splits) each score is the mean over the
-rounds, shown with its standard deviation. For review it
+Every registered model (stages.models) with validation predictions
+(``PREDICTIONS_DIR/<dataset>/<model>.csv``) gets a row; scores are recomputed from them
+with the same function the model stages use, so the table and
+``metrics/<dataset>/<model>.json`` agree by construction: with several evaluation rounds
+(cross-validation, repeated splits) each score is the mean over the rounds, shown with its
+standard deviation. For review it
 also draws, from the same predictions, a normalized confusion matrix with class names per
 dataset x model (CONFUSION_DIR/<dataset>/<model>.png) and the per-class accuracy of every
 model per dataset (PER_CLASS_DIR/<dataset>.png).
@@ -21,14 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages import models
 from stages.evaluate import METRICS, Scores
 from stages.io import write_json, write_text
-from stages.params import ParamError, get, load_params
+from stages.params import ParamError, load_params
 from stages.plotting import comparison_chart, confusion_image, per_class_chart
-
-# model id (as in paths) -> (display name, params key of its architecture)
-MODELS = {"svc": ("LinearSVC", None), "nn-2layer": ("NN", "nn.layers"),
-          "nn-5layer": ("NN", "nn_deep.layers"), "ensemble": ("Ensemble", "ensemble.members")}
 
 # The original write-up's figures (validation split: ESC-50 fold 5, FreeSound 20% stratified),
 # all with unscaled features (normalize.scaler: none); None where it published none.
@@ -44,39 +42,43 @@ DATASET_NAMES = {"esc50": "ESC-50", "esc10": "ESC-10", "freesound": "FreeSound"}
 
 
 def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.DataFrame]:
-    """The validation predictions of every dataset x model, keyed by (dataset, model)."""
-    found = {}
+    """The validation predictions of every dataset x model, keyed by (dataset, model).
+
+    Models in registry order; a dataset with no predictions, or a file of a model the
+    registry does not know, is an error.
+    """
+    registry, found = models.every(), {}
     for dataset in params["datasets"]:
-        for model in MODELS:
-            path = pred_dir / dataset / f"{model}.csv"
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: run the train stages first")
-            found[dataset, model] = pd.read_csv(path, dtype=str, keep_default_na=False)
+        files = {p.stem: p for p in sorted((pred_dir / dataset).glob("*.csv"))}
+        if unknown := sorted(files.keys() - registry.keys()):
+            raise FileNotFoundError(f"{pred_dir / dataset}: predictions of unknown model(s) "
+                                    f"{', '.join(unknown)} (known: {', '.join(registry)})")
+        if not files:
+            raise FileNotFoundError(f"{pred_dir / dataset} has no predictions: run the train "
+                                    "stages first")
+        for model in registry:
+            if model in files:
+                found[dataset, model] = pd.read_csv(files[model], dtype=str,
+                                                    keep_default_na=False)
     return found
 
 
 def collect(predictions: dict[tuple[str, str], pd.DataFrame], params: dict) -> pd.DataFrame:
     """One row per dataset x model: architecture, scores, and the published figures."""
-    rows = []
+    rows, registry = [], models.every()
     for (dataset, model), preds in predictions.items():
-        display, arch_key = MODELS[model]
+        entry = registry[model]
         published = PUBLISHED.get((dataset, model), (None, None, None))
         scores = Scores.of(preds)
         rows.append({
-            "dataset": dataset, "model": model, "display": display,
-            "architecture": architecture(params, arch_key), "rounds": len(scores.rounds),
+            "dataset": dataset, "model": model, "display": entry.display,
+            "architecture": entry.architecture(params) if entry.architecture else "-",
+            "rounds": len(scores.rounds),
             **scores.mean, **{f"{m}_std": v for m, v in scores.std.items()},
             "published_accuracy": published[0], "published_balanced_accuracy": published[1],
             "published_f1_weighted": published[2],
         })
     return pd.DataFrame(rows)
-
-
-def architecture(params: dict, key: str | None) -> str:
-    if key is None:
-        return "-"
-    value = get(params, key)
-    return " + ".join(value) if key == "ensemble.members" else str(value)
 
 
 def _pct(value, std=None) -> str:
@@ -98,8 +100,10 @@ def cross_dataset_summary(rows: pd.DataFrame) -> str:
              "| Dataset | LinearSVC | Best NN | Difference | Winner "
              "| Published LinearSVC / best NN |", "|---|---|---|---|---|---|"]
     for dataset, group in rows.groupby("dataset", sort=False):
-        svc = group[group["model"] == "svc"].iloc[0]
         nns = group[group["display"] == "NN"]
+        if "svc" not in set(group["model"]) or nns.empty:  # a model left out of dvc.yaml
+            continue
+        svc = group[group["model"] == "svc"].iloc[0]
         best = nns.loc[nns["accuracy"].idxmax()]
         diff = best["accuracy"] - svc["accuracy"]
         winner = "NN" if diff > 0 else ("LinearSVC" if diff < 0 else "tie")

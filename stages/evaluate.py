@@ -10,69 +10,26 @@ look like results.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from tqdm import tqdm
 
-from stages.audio import feature_columns
 from stages.io import write_json, write_with
 from stages.params import METRICS
+from stages.table import Round, load_rounds, recording_groups
 
 
 class TrainingError(RuntimeError):
     """Training that produced no usable model (NaN loss, a single predicted class)."""
-
-
-@dataclass
-class Split:
-    """One evaluation round of the normalized table, cut into training and validation parts."""
-
-    name: str
-    table: pd.DataFrame
-    features: list[str]
-
-    @classmethod
-    def load(cls, path: Path) -> Split:
-        """The primary round (the original split) of a normalize stage output."""
-        return load_rounds(path)[0]
-
-    @property
-    def is_valid(self) -> np.ndarray:
-        return (self.table["split"] == "valid").to_numpy()
-
-    def check_finite(self) -> None:
-        """Refuse NaN or infinite features before any training."""
-        finite = np.isfinite(self.table[self.features].to_numpy()).all(axis=1)
-        if not finite.all():
-            bad = self.table.loc[~finite, ["filename", "split"]]
-            raise TrainingError(
-                f"non-finite feature values in {len(bad)} clip(s), e.g. "
-                f"{bad['filename'].iloc[0]} ({bad['split'].iloc[0]} split of round {self.name})"
-            )
-
-    def xy(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        """Features and labels of the ``train`` or ``valid`` part."""
-        rows = self.table[self.table["split"] == part]
-        return rows[self.features].to_numpy(), rows["label"].to_numpy()
-
-
-def load_rounds(path: Path) -> list[Split]:
-    """Every evaluation round of a normalize stage output, the primary one first.
-
-    A table without a ``round`` column (one made by hand) is a single round, ``valid``.
-    """
-    table = pd.read_parquet(path)
-    features = feature_columns(list(table.columns))
-    if "round" not in table:
-        return [Split("valid", table, features)]
-    return [Split(str(name), part.reset_index(drop=True), features)
-            for name, part in table.groupby("round", sort=False)]
 
 
 def classification_metrics(actual, predicted) -> dict[str, float]:
@@ -125,7 +82,7 @@ def check_not_collapsed(predicted, n_classes: int, model: str) -> None:
 class RoundResult:
     """A model's validation predictions in one round, with model-specific figures."""
 
-    split: Split
+    round: Round
     predicted: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)  # numbers, or what tune chose
 
@@ -133,9 +90,9 @@ class RoundResult:
 def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
     """A row per validation clip and round: ``filename``, ``round``, ``actual``, ``predicted``."""
     return pd.concat([pd.DataFrame({
-        "filename": r.split.table.loc[r.split.is_valid, "filename"].to_numpy(),
-        "round": r.split.name,
-        "actual": r.split.xy("valid")[1], "predicted": np.asarray(r.predicted),
+        "filename": r.round.rows("valid")["filename"].to_numpy(),
+        "round": r.round.name,
+        "actual": r.round.xy("valid")[1], "predicted": np.asarray(r.predicted),
     }) for r in results], ignore_index=True)
 
 
@@ -148,14 +105,14 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     ``rounds`` with every round's scores, counts and extra figures. The predictions are
     :func:`predictions_table`.
     """
-    n_classes = int(results[0].split.table["label"].nunique())
+    n_classes = int(results[0].round.table["label"].nunique())
     for result in results:
-        check_not_collapsed(result.predicted, n_classes, f"{model} (round {result.split.name})")
+        check_not_collapsed(result.predicted, n_classes, f"{model} (round {result.round.name})")
     predictions = predictions_table(results)
     scores = Scores.of(predictions)
     per_round = {
-        r.split.name: {**scores.rounds[r.split.name], "n_train": int((~r.split.is_valid).sum()),
-                       "n_valid": int(r.split.is_valid.sum()), **r.extra}
+        r.round.name: {**scores.rounds[r.round.name], "n_train": int((~r.round.is_valid).sum()),
+                       "n_valid": int(r.round.is_valid.sum()), **r.extra}
         for r in results
     }
     if len(results) == 1:
@@ -168,23 +125,59 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     return metrics
 
 
+def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, RoundResult]:
+    """Fit an unfitted estimator on the round's training part; predict its validation part.
+
+    The one way a model is trained: by its stage, on ``tune``'s inner folds, as an ensemble
+    member. ``estimator.fit(X, y)`` is also given, where its signature names them:
+    ``groups``, the recording of each training clip (``src_file``: for folds carved inside
+    the training part); ``watch``, the validation part's ``(X, y)``, which an NN reports each
+    epoch without learning from it; ``live``, a dvclive ``Live`` for per-epoch curves. The
+    fitted estimator's ``fit_info_`` (a dict of numbers, if it has one) joins the round's
+    figures. A ConvergenceWarning is printed with the round's name.
+    """
+    x_train, y_train = rnd.xy("train")
+    offered = {"groups": recording_groups(rnd.rows("train")), "watch": rnd.xy("valid"),
+               "live": live}
+    accepted = signature(estimator.fit).parameters
+    if live is not None and "live" not in accepted:
+        raise TrainingError(f"{type(estimator).__name__} logs no training curves")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(x_train, y_train, **{k: v for k, v in offered.items()
+                                           if k in accepted and v is not None})
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            print(f"round {rnd.name}: training did not converge ({warning.message}); the "
+                  "scores are those of the last iteration")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    predicted = estimator.predict(rnd.xy("valid")[0])
+    return estimator, RoundResult(rnd, predicted, dict(getattr(estimator, "fit_info_", {})))
+
+
 def train_rounds(
-    model: str, normalized: Path, fit_predict: Callable[[Split, bool], tuple[Any, RoundResult]],
+    model: str, normalized: Path, fit: Callable[[Round, bool], tuple[Any, RoundResult]],
     metrics_path: Path, predictions_path: Path,
 ) -> tuple[Any, dict]:
     """What a model stage does: train and score every round, then write the results.
 
     Every round is checked for non-finite features before any training; then
-    ``fit_predict(split, primary)`` trains on each round (``primary`` for the first) and
-    returns the fitted model and its RoundResult. Returns the primary round's model, the
-    one the stage saves, and the metrics.
+    ``fit(rnd, primary)`` trains on each round (``primary`` for the first) and returns the
+    fitted model and its RoundResult. Returns the primary round's model, the one the stage
+    saves, and the metrics.
     """
     rounds = load_rounds(normalized)
-    for split in rounds:
-        split.check_finite()
+    for rnd in rounds:
+        bad = rnd.non_finite()
+        if len(bad):
+            raise TrainingError(
+                f"non-finite feature values in {len(bad)} clip(s), e.g. "
+                f"{bad['filename'].iloc[0]} ({bad['split'].iloc[0]} split of round {rnd.name})")
     primary, results = None, []
-    for split in tqdm(rounds, desc=f"{model} rounds", disable=len(rounds) == 1):
-        fitted, result = fit_predict(split, not results)
+    for rnd in tqdm(rounds, desc=f"{model} rounds", disable=len(rounds) == 1):
+        fitted, result = fit(rnd, not results)
         if not results:
             primary = fitted
         results.append(result)

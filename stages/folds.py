@@ -21,15 +21,9 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from stages.evaluate import TrainingError
-
-
-def recording_groups(train: pd.DataFrame) -> np.ndarray:
-    """The recording of each clip (``src_file``, ESC-50), or one per clip where none is known."""
-    return train["src_file"].to_numpy() if "src_file" in train else np.arange(len(train))
 
 
 def names(classes: Sequence) -> str:

@@ -8,6 +8,7 @@ the key and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
@@ -21,7 +22,6 @@ import yaml
 PARAMS_FILE = "params.yaml"
 SCALERS = ("none", "standard", "minmax", "robust")
 CLASS_WEIGHTS = ("none", "balanced")
-MODELS = ("svc", "nn-2layer", "nn-5layer")  # the model stages, as named in paths
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic")  # CalibratedClassifierCV methods
 METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")  # every model's scores
 
@@ -32,7 +32,7 @@ Validator = Callable[[Any], str | None]
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, also reading ``1e-06`` as a float (YAML 1.2).
 
-    DVC writes small floats that way (``dvc exp run -S nn.lr=0.00005`` puts
+    DVC writes small floats that way (``dvc exp run -S nn.training.lr=0.00005`` puts
     ``lr: 5e-05`` in params.yaml); YAML 1.1, which PyYAML follows, wants a dot and would
     read a string.
     """
@@ -99,8 +99,11 @@ def n_jobs(v: Any) -> str | None:
 
 
 def members(v: Any) -> str | None:
-    ok = isinstance(v, list) and len(v) >= 2 and set(v) <= set(MODELS) and len(set(v)) == len(v)
-    return None if ok else f"must be a list of two or more distinct models from {', '.join(MODELS)}"
+    """Names checked against the model registry (stages.models) when the ensemble is built."""
+    ok = (isinstance(v, list) and len(v) >= 2 and all(isinstance(m, str) for m in v)
+          and len(set(v)) == len(v))
+    return None if ok else (
+        "must be a list of two or more distinct model names, e.g. [svc, nn-2layer]")
 
 
 def weight_decay(v: Any) -> str | None:
@@ -108,18 +111,18 @@ def weight_decay(v: Any) -> str | None:
     return None if ok else "must be null (fastai's default) or a non-negative number"
 
 
-def grid_of(section: str, fixed: tuple[str, ...] = ()) -> Validator:
-    """A search grid over ``section``: each key one of its own (but ``fixed``), each value
-    null (not searched) or a non-empty list of values that key accepts. Checked against
-    SCHEMA when called."""
+def grid_of(section: str) -> Validator:
+    """A search grid over ``section``: each key one of its own, each value null (not
+    searched) or a non-empty list of values that key accepts. Checked against SCHEMA when
+    called."""
 
     def check(grid: Any) -> str | None:
         if not isinstance(grid, dict):
             return f"must be a mapping of {section} keys to lists of values, e.g. {{C: [0.1, 1]}}"
         for key, values in grid.items():
-            if f"{section}.{key}" not in SCHEMA or key in fixed:
-                allowed = [k.split(".", 1)[1] for k in SCHEMA
-                           if k.startswith(f"{section}.") and k.split(".", 1)[1] not in fixed]
+            if f"{section}.{key}" not in SCHEMA:
+                allowed = [k.removeprefix(f"{section}.") for k in SCHEMA
+                           if k.startswith(f"{section}.")]
                 return f"key {key!r} cannot be tuned (tunable: {', '.join(allowed)})"
             if values is None:
                 continue
@@ -170,36 +173,36 @@ SCHEMA: dict[str, Validator] = {
     "svc.class_weight": one_of(*CLASS_WEIGHTS),
     "svc.block_weights": one_of("equal", "none"),
     "nn.layers": layer_list,
-    "nn.epochs": integer(1),
-    "nn.lr": positive_number,
-    "nn.batch_size": integer(1),
-    "nn.ps": probability,
-    "nn.embed_p": probability,
-    "nn.wd": weight_decay,
-    "nn.class_weights": one_of(*CLASS_WEIGHTS),
-    "nn.grad_clip": lambda v: None if v is None else positive_number(v),
-    "nn.early_stopping": lambda v: None if v is None else integer(1)(v),
-    "nn.early_stopping_valid": fraction,
+    "nn.training.epochs": integer(1),
+    "nn.training.lr": positive_number,
+    "nn.training.batch_size": integer(1),
+    "nn.training.ps": probability,
+    "nn.training.embed_p": probability,
+    "nn.training.wd": weight_decay,
+    "nn.training.class_weights": one_of(*CLASS_WEIGHTS),
+    "nn.training.grad_clip": lambda v: None if v is None else positive_number(v),
+    "nn.training.early_stopping": lambda v: None if v is None else integer(1)(v),
+    "nn.training.early_stopping_valid": fraction,
     "nn_deep.layers": layer_list,
     "ensemble.members": members,
     "ensemble.calibration": one_of(*CALIBRATIONS),
     "ensemble.calibration_folds": integer(2),
-    # architectures are the stages' own (nn.layers, nn_deep.layers), compared as experiments
+    # architectures (nn.layers, nn_deep.layers) are compared as experiments, not tuned
     "tune.svc": grid_of("svc"),
-    "tune.nn": grid_of("nn", fixed=("layers",)),
+    "tune.nn": grid_of("nn.training"),
     "tune.folds": integer(2),
     "tune.metric": one_of(*METRICS),
 }
-GRIDS = ("tune.svc", "tune.nn")  # mappings read whole, not as keys of their own
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"nn": {"lr": 1}}`` -> ``{"nn.lr": 1}``; lists, scalars and GRIDS are leaves."""
+    """``{"nn": {"layers": [9]}}`` -> ``{"nn.layers": [9]}``; lists, scalars and search
+    grids (``tune.<model>``, mappings read whole) are leaves."""
     flat = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and name not in GRIDS:
+        if isinstance(value, dict) and value and not name.startswith("tune."):
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value
@@ -267,6 +270,14 @@ def get(params: dict, key: str) -> Any:
     for part in key.split("."):
         node = node[part]
     return node
+
+
+def with_values(params: dict, section: str, values: dict) -> dict:
+    """A copy of ``params`` with ``values`` set in ``section`` (a dotted key such as
+    ``nn.training``)."""
+    changed = copy.deepcopy(params)
+    get(changed, section).update(values)
+    return changed
 
 
 def check(ok: bool, key: str, message: str) -> None:

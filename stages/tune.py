@@ -1,12 +1,12 @@
 """Hyperparameter search by cross-validation inside an evaluation round's training part.
 
-``tune.svc`` and ``tune.nn`` map keys of the ``svc`` and ``nn`` sections to candidate
-values, e.g. ``{C: [0.01, 0.1, 1.0]}``, or to null (not searched). With candidates listed,
-a model stage, in every evaluation round:
+A model's grid is ``tune.<its Model.tune>``: ``tune.svc`` maps keys of the ``svc`` section
+and ``tune.nn`` keys of ``nn.training`` to candidate values, e.g. ``{C: [0.01, 0.1, 1.0]}``,
+or to null (not searched). With candidates listed, a model stage, in every evaluation round:
 
 1. cuts the round's training part into inner folds (ESC-50: the official folds in it, so a
    recording's clips are never split; FreeSound: ``tune.folds`` stratified folds);
-2. scores every combination of the grid's values by the stage's own training code on each
+2. scores every combination of the grid's values, trained as the stage trains, on each
    inner fold in turn, and keeps the best mean ``tune.metric`` (the first listed on a tie);
 3. trains with it on the whole training part and scores that, once, on the round's
    validation split, which the search never reads.
@@ -19,16 +19,17 @@ choice (``tuned``) and its inner score (``tuned_<metric>``).
 
 from __future__ import annotations
 
-import copy
 import itertools
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stages.evaluate import RoundResult, Scores, Split, TrainingError, predictions_table
+from stages.evaluate import Scores, TrainingError, fit_predict, predictions_table
 from stages.folds import class_folds
+from stages.models import Model
+from stages.params import with_values
+from stages.table import Round
 
 
 def inner_folds(train: pd.DataFrame, n_folds: int, seed: int, where: str = "the training part"
@@ -50,52 +51,44 @@ def combinations(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def grid(params: dict, section: str) -> dict[str, list]:
-    """The keys of ``tune.<section>`` with candidates listed (null ones are not searched)."""
-    return {k: v for k, v in params["tune"][section].items() if v is not None}
+def grid(params: dict, model: Model) -> dict[str, list]:
+    """The keys of the model's ``tune`` grid with candidates listed (null: not searched)."""
+    if model.tune is None:
+        return {}
+    return {k: v for k, v in params["tune"][model.tune].items() if v is not None}
 
 
-def with_values(params: dict, section: str, values: dict) -> dict:
-    """A copy of ``params`` with ``values`` set in ``section``."""
-    changed = copy.deepcopy(params)
-    changed[section].update(values)
-    return changed
+def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
+    """The params with the model's best values in this round, and what to record of it.
 
-
-def search(section: str, params: dict, split: Split,
-           fit_predict: Callable[[dict, Split], RoundResult]) -> tuple[dict, dict]:
-    """The params with ``section``'s best values in this round, and what to record of it.
-
-    ``fit_predict(params, split)`` is the stage's training and prediction on one split.
-    With no candidates listed the params are returned unchanged.
+    Every candidate is trained and scored by :func:`stages.evaluate.fit_predict` on each
+    inner fold. With no candidates listed the params are returned unchanged.
     """
-    searched, settings = grid(params, section), params["tune"]
+    searched, tuning = grid(params, model), params["tune"]
     if not searched:
         return params, {}
-    train = split.table[~split.is_valid].reset_index(drop=True)
-    folds = inner_folds(train, settings["folds"], params["seed"], f"round {split.name}")
+    train = rnd.rows("train").reset_index(drop=True)
+    folds = inner_folds(train, tuning["folds"], params["seed"], f"round {rnd.name}")
     candidates, scores = combinations(searched), []
-    for values in tqdm(candidates, desc=f"tune.{section} in round {split.name}"):
-        candidate = with_values(params, section, values)
+    for values in tqdm(candidates, desc=f"tune.{model.tune} in round {rnd.name}"):
+        candidate = with_values(params, model.section, values)
         try:
-            results = [fit_predict(candidate, Split(  # named e.g. fold5/fold1 in messages
-                f"{split.name}/{name}", train.assign(split=np.where(is_valid, "valid", "train")),
-                split.features)) for name, is_valid in folds.items()]
+            results = [fit_predict(model.build(candidate, rnd.features), Round(
+                f"{rnd.name}/{name}",  # e.g. fold5/fold1 in messages
+                train.assign(split=np.where(is_valid, "valid", "train")), rnd.features))[1]
+                for name, is_valid in folds.items()]
         except TrainingError as exc:  # a diverging candidate loses; the search goes on
-            print(f"tune.{section} {values}: {exc}")
+            print(f"tune.{model.tune} {values}: {exc}")
             scores.append(np.nan)
             continue
-        scores.append(Scores.of(predictions_table(results)).mean[settings["metric"]])
+        scores.append(Scores.of(predictions_table(results)).mean[tuning["metric"]])
     if np.isnan(scores).all():
-        raise TrainingError(f"every tune.{section} candidate failed in round {split.name}")
+        raise TrainingError(f"every tune.{model.tune} candidate failed in round {rnd.name}")
     best = int(np.nanargmax(scores))
-    print(f"tune.{section} in round {split.name}: {candidates[best]} "
-          f"({settings['metric']} {scores[best]:.4f}, mean of {len(folds)} inner folds)")
-    return (with_values(params, section, candidates[best]),
-            {"tuned": candidates[best], f"tuned_{settings['metric']}": float(scores[best])})
-
-
-SECTIONS = {"svc": "svc", "nn-2layer": "nn", "nn-5layer": "nn"}  # model -> its tune grid
+    print(f"tune.{model.tune} in round {rnd.name}: {candidates[best]} "
+          f"({tuning['metric']} {scores[best]:.4f}, mean of {len(folds)} inner folds)")
+    return (with_values(params, model.section, candidates[best]),
+            {"tuned": candidates[best], f"tuned_{tuning['metric']}": float(scores[best])})
 
 
 def chosen_in(metrics: dict, round_name: str, source: str) -> dict:

@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+from stages import archive
 from stages.archive import DownloadError, extract, fetch
 from stages.datasets import LayoutError
 from stages.download import download
@@ -98,13 +99,16 @@ def test_symlink_member_is_refused(tmp_path):
         extract(archive, ("ESC-50-master/",), tmp_path / "target")
 
 
-def test_unreachable_url_names_url_and_param(tmp_path):
+def test_unreachable_url_names_url_and_param(tmp_path, monkeypatch):
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/ESC-50-master.zip"
+    waits = []  # the retries' backoff, recorded instead of slept (30 s)
+    monkeypatch.setattr(archive.time, "sleep", waits.append)
     with pytest.raises(DownloadError) as err:
         fetch(url, None, tmp_path / "cache", param="data.esc50.url")
+    assert waits == [archive.BACKOFF_S * 2**k for k in range(archive.RETRIES)]
     message = str(err.value)
     assert url in message and "dvc exp run -S data.esc50.url=/path/ESC-50-master.zip" in message
     assert not list((tmp_path / "cache").glob("*"))

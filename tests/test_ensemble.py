@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-import stages.train_nn
-from stages.evaluate import METRICS, Scores, Split, TrainingError
-from stages.train_ensemble import check_probabilities, fit_predict, main
+from stages.evaluate import METRICS, Scores, TrainingError
+from stages.models.ensemble import check_probabilities
+from stages.models.nn import TabularNN
+from stages.table import Round
+from stages.train_ensemble import fit_round, main
 from tests.conftest import REPO
 from tests.test_train import PARAMS, grouped_table
 
@@ -19,19 +21,19 @@ ENSEMBLE = {"members": ["svc", "nn-2layer", "nn-5layer"], "calibration": "temper
             "calibration_folds": 3}
 
 
-def split_of(table: pd.DataFrame, name: str = "valid") -> Split:
-    return Split(name, table, [c for c in table.columns if c.startswith("stft_")])
+def round_of(table: pd.DataFrame, name: str = "valid") -> Round:
+    return Round(name, table, [c for c in table.columns if c.startswith("stft_")])
 
 
 def test_probabilities_are_valid_and_the_vote_is_their_mean():
-    split = split_of(grouped_table())
-    ensemble, result = fit_predict({**PARAMS, "ensemble": ENSEMBLE}, split)
-    x_valid, y_valid = split.xy("valid")
+    rnd = round_of(grouped_table())
+    ensemble, result = fit_round({**PARAMS, "ensemble": ENSEMBLE}, rnd)
+    x_valid, y_valid = rnd.xy("valid")
     probs = ensemble.predict_proba(x_valid)
     assert probs.shape == (len(x_valid), 3)
     assert np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
-    members = [m.predict_proba(x_valid) for m in ensemble.named_estimators_.values()]
+    members = [m.predict_proba(x_valid) for m in ensemble.vote_.named_estimators_.values()]
     np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-6)
     assert list(ensemble.classes_) == ["class_0", "class_1", "class_2"]
     assert (result.predicted == ensemble.classes_[probs.argmax(axis=1)]).all()
@@ -41,21 +43,37 @@ def test_probabilities_are_valid_and_the_vote_is_their_mean():
 
 def test_calibration_folds_and_nn_members_keep_recordings_together(monkeypatch):
     seen = []
-    original = stages.train_nn.make_learner
+    original = TabularNN.learner
 
-    def spy(rows, features, settings, watch=None):
-        seen.append(rows["src_file"].value_counts())
-        return original(rows, features, settings, watch)
+    def spy(self, X, y, groups=None, watch=None):
+        seen.append(pd.Series(groups).value_counts())
+        return original(self, X, y, groups, watch)
 
-    monkeypatch.setattr(stages.train_nn, "make_learner", spy)
-    split = split_of(grouped_table())  # 4 clips per recording, all in training or validation
-    per_recording = split.table[~split.is_valid]["src_file"].value_counts()
+    monkeypatch.setattr(TabularNN, "learner", spy)
+    rnd = round_of(grouped_table())  # 4 clips per recording, all in training or validation
+    per_recording = rnd.rows("train")["src_file"].value_counts()
     params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "nn-2layer"]}}
-    fit_predict(params, split)
+    fit_round(params, rnd)
     assert len(seen) == 3  # one NN per calibration fold
     for counts in seen:  # the NN got the groups, and no recording was cut by the folds
         assert (counts == per_recording[counts.index]).all()
         assert len(counts) < len(per_recording)
+
+
+def test_an_unknown_member_stops_the_stage_before_any_training(tmp_path):
+    grouped_table().assign(round="fold5").to_parquet(tmp_path / "normalized.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ensemble"]["members"] = ["svc", "knn"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(SystemExit, match=r"train-ensemble: no model called 'knn' \(known: "
+                                             r"svc, nn-2layer, nn-5layer, ensemble\)"):
+            main(["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"])
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_invalid_probabilities_are_refused():

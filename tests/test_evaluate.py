@@ -10,13 +10,13 @@ from stages.evaluate import (
     METRICS,
     RoundResult,
     Scores,
-    Split,
     TrainingError,
     check_not_collapsed,
     classification_metrics,
-    load_rounds,
+    train_rounds,
     write_results,
 )
+from stages.table import Round, load_rounds
 from tests.conftest import separable_table
 
 
@@ -41,10 +41,10 @@ def test_write_results_writes_json_and_predictions_or_nothing(tmp_path):
     table = separable_table()
     path = tmp_path / "n.parquet"
     table.to_parquet(path)
-    split = Split.load(path)
-    _, actual = split.xy("valid")
+    rnd = load_rounds(path)[0]
+    _, actual = rnd.xy("valid")
     metrics_path, preds_path = tmp_path / "m.json", tmp_path / "p.csv"
-    write_results("m", [RoundResult(split, actual, {"valid_loss": 0.5})], metrics_path,
+    write_results("m", [RoundResult(rnd, actual, {"valid_loss": 0.5})], metrics_path,
                   preds_path)
     metrics = json.loads(metrics_path.read_text())
     assert metrics["accuracy"] == 1.0 and metrics["valid_loss"] == 0.5
@@ -54,7 +54,7 @@ def test_write_results_writes_json_and_predictions_or_nothing(tmp_path):
 
     metrics_path.unlink(), preds_path.unlink()
     with pytest.raises(TrainingError):
-        write_results("m", [RoundResult(split, np.full(len(actual), "class_0"))],
+        write_results("m", [RoundResult(rnd, np.full(len(actual), "class_0"))],
                       metrics_path, preds_path)
     assert not metrics_path.exists() and not preds_path.exists()
 
@@ -65,11 +65,11 @@ def test_several_rounds_report_each_round_with_mean_and_std(tmp_path):
     results, accuracies = [], []
     for k in range(3):  # round k: every 3rd clip from k on is validation; k wrong answers
         part = table.assign(split=np.where(np.arange(len(table)) % 3 == k, "valid", "train"))
-        split = Split(f"r{k}", part, features)
-        predicted = split.xy("valid")[1].copy()
+        rnd = Round(f"r{k}", part, features)
+        predicted = rnd.xy("valid")[1].copy()
         predicted[:k] = "class_2" if predicted[0] != "class_2" else "class_1"
         accuracies.append(1 - k / len(predicted))
-        results.append(RoundResult(split, predicted, {"valid_loss": float(k)}))
+        results.append(RoundResult(rnd, predicted, {"valid_loss": float(k)}))
     metrics = write_results("m", results, tmp_path / "m.json", tmp_path / "p.csv")
     assert metrics == json.loads((tmp_path / "m.json").read_text())
     assert list(metrics["rounds"]) == ["r0", "r1", "r2"] and metrics["n_rounds"] == 3
@@ -91,7 +91,6 @@ def test_rounds_load_in_order_with_the_primary_first(tmp_path):
     stacked.to_parquet(tmp_path / "n.parquet")
     rounds = load_rounds(tmp_path / "n.parquet")
     assert [r.name for r in rounds] == ["fold5", "fold1", "fold2"]
-    assert Split.load(tmp_path / "n.parquet").name == "fold5"
     assert all(len(r.table) == len(table) and "round" not in r.features for r in rounds)
 
 
@@ -100,6 +99,9 @@ def test_non_finite_inputs_are_rejected(tmp_path):
     table.loc[3, "stft_mean_2"] = np.nan
     path = tmp_path / "n.parquet"
     table.to_parquet(path)
+    trained = []
     with pytest.raises(TrainingError, match=r"non-finite feature values in 1 clip\(s\), "
                                             r"e\.g\. 3\.wav \(train split of round valid\)"):
-        Split.load(path).check_finite()
+        train_rounds("m", path, lambda rnd, primary: trained.append(rnd), tmp_path / "m.json",
+                     tmp_path / "p.csv")
+    assert not trained and not (tmp_path / "m.json").exists()

@@ -11,12 +11,12 @@ import soundfile as sf
 from stages.audio import FeatureParams, file_features
 from stages.datasets import FreeSound, LayoutError
 from stages.download import download
-from stages.evaluate import Split, classification_metrics
+from stages.evaluate import classification_metrics
 from stages.feature_extraction import run
 from stages.normalize import normalize
 from stages.params import ParamError
-from stages.train_nn import predict
-from tests.test_train import fit_nn
+from stages.table import load_rounds
+from tests.test_train import fit_nn, predict
 
 FREESOUND = {"valid_size": 0.2, "split_seed": 42, "repeats": 1}
 
@@ -145,11 +145,12 @@ def test_integer_coded_labels_still_train_a_classifier(features, tmp_path):
     codes = {name: k for k, name in enumerate(sorted(table["label"].unique()))}
     table["label"] = table["label"].map(codes).astype(int)
     table.to_parquet(tmp_path / "n.parquet")
-    split = Split.load(tmp_path / "n.parquet")
-    learn, _ = fit_nn(split, tmp_path, epochs=15, batch_size=8, class_weights="balanced")
+    rnd = load_rounds(tmp_path / "n.parquet")[0]
+    learn, _ = fit_nn(rnd, tmp_path, epochs=15, batch_size=8, class_weights="balanced")
     assert learn.model.layers[-1][0].out_features == 5
-    predicted = predict(learn, split.table[split.is_valid])
-    actual = split.table.loc[split.is_valid, "label"].to_numpy()
+    x_valid, actual = rnd.xy("valid")
+    predicted = predict(learn, pd.DataFrame(x_valid, columns=[f"x{i}" for i in range(
+        x_valid.shape[1])]))
     metrics = classification_metrics(actual, predicted)
     assert len(set(predicted)) > 1
     assert metrics["accuracy"] >= 0.6 and metrics["balanced_accuracy"] >= 0.6  # chance 0.2

@@ -51,7 +51,7 @@ def project(tmp_path_factory, esc50_zip, freesound_zips) -> tuple[Path, str]:
     params["data"]["freesound"]["meta_url"] = str(freesound_zips[1])
     params["features"]["n_jobs"] = 2
     # 36-48 training clips: small batches (fastai drops the incomplete one) and more steps
-    params["nn"].update(epochs=15, lr=0.01, batch_size=8)
+    params["nn"]["training"].update(epochs=15, lr=0.01, batch_size=8)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
@@ -156,6 +156,13 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     repo, _ = project
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "results", cwd=repo)
+    # a training setting of nn.training: both NN stages and the ensemble, not the svc
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("    epochs: 15\n", "    epochs: 14\n", 1))
+    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
+                                                            cwd=repo))}
+    sh("git", "checkout", "--", "params.yaml", cwd=repo)
+    assert changed == {"train-nn-2layer", "train-nn-5layer", "train-ensemble"}, changed
     before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
@@ -206,7 +213,7 @@ def test_sweep_queues_the_documented_grid(project):
     repo, _ = project
     listed = sh(sys.executable, "scripts/sweep.py", "--dry-run", cwd=repo)
     assert "108 experiment(s) listed" in listed
-    assert "dvc exp run --queue -S nn.layers=[300,150,75] -S nn.lr=0.0005" in listed
+    assert "dvc exp run --queue -S nn.layers=[300,150,75] -S nn.training.lr=0.0005" in listed
     queued = sh(sys.executable, "scripts/sweep.py", "--axes", "lr", cwd=repo)
     assert "3 experiment(s) queued" in queued
     status = sh("dvc", "queue", "status", cwd=repo)
@@ -277,7 +284,8 @@ def test_recommended_configuration_runs_as_the_readme_says(project):
     log = sh("bash", "-c", f"{command} -S 'datasets=[esc50]'", cwd=repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     candidates = {"svc": params["tune"]["svc"], "nn": params["tune"]["nn"]}
-    assert candidates["svc"]["C"] == [0.03, 0.1, 0.3] and params["nn"]["batch_size"] == 32
+    assert candidates["svc"]["C"] == [0.03, 0.1, 0.3]
+    assert params["nn"]["training"]["batch_size"] == 32
     assert candidates["nn"]["epochs"] == [10, 30] and candidates["nn"]["ps"] == [0.0, 0.5]
     for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
         metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())

@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 
 from stages.datasets import ESC10, ESC50, FreeSound
-from stages.evaluate import Split, TrainingError
+from stages.evaluate import TrainingError, fit_predict
 from stages.folds import class_folds
+from stages.models import get
+from stages.models.ensemble import AllClasses
+from stages.models.nn import early_stopping_rows
 from stages.normalize import untrained_classes
-from stages.train_ensemble import AllClasses, fit_predict
-from stages.train_nn import early_stopping_rows
+from stages.table import Round
+from stages.train_ensemble import fit_round
 from stages.tune import inner_folds
 from tests.test_ensemble import ENSEMBLE
 from tests.test_train import PARAMS
@@ -149,7 +152,7 @@ def test_tune_inner_folds_on_tiny_classes(capsys):
 
 def test_early_stopping_keeps_a_single_recording_class_in_training(capsys):
     table = uneven_table({"a": 20, "b": 20, "solo": 3}, per_recording=3)  # solo: 1 recording
-    watched = early_stopping_rows(table, 0.25, seed=0)
+    watched = early_stopping_rows(table["label"], table["src_file"], 0.25, seed=0)
     assert "class(es) with fewer than 2 recordings in the training part kept in training " \
            "only: solo" in capsys.readouterr().out
     assert "solo" not in set(table["label"].iloc[watched])
@@ -179,17 +182,17 @@ def test_ensemble_on_one_two_and_three_clip_classes(calibration, capsys):
     table["split"] = "train"
     for _, group in table.groupby("label"):  # a third of the larger classes validated
         table.loc[group.index[: len(group) // 3], "split"] = "valid"
-    split = Split("fold5", table, FEATURES)
+    rnd = Round("fold5", table, FEATURES)
     params = {**PARAMS, "ensemble": {**ENSEMBLE, "calibration": calibration}}
-    ensemble, result = fit_predict(params, split)
-    assert ("ensemble.calibration_folds: class(es) with fewer than 3 clips in round fold5 "
-            "kept in training only: one, three, two") in capsys.readouterr().out  # 1, 1, 2
-    x_valid, y_valid = split.xy("valid")
+    ensemble, result = fit_round(params, rnd)
+    assert ("ensemble.calibration_folds: class(es) with fewer than 3 clips in the training "
+            "part kept in training only: one, three, two") in capsys.readouterr().out  # 1, 1, 2
+    x_valid, y_valid = rnd.xy("valid")
     probs = ensemble.predict_proba(x_valid)
     classes = sorted(table.loc[table["split"] == "train", "label"].unique())
     assert list(ensemble.classes_) == classes and probs.shape == (len(x_valid), len(classes))
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
-    for calibrated in ensemble.named_estimators_.values():
+    for calibrated in ensemble.vote_.named_estimators_.values():
         assert calibrated.predict_proba(x_valid).shape == probs.shape
     assert (result.predicted == y_valid).mean() > 0.6
 
@@ -237,13 +240,11 @@ def test_esc10_reads_the_esc10_rows_of_the_esc50_archive(esc50_zip, tmp_path):
 def test_nn_watching_a_class_its_training_lacks(tmp_path):
     """A round whose validation has a class that training lacks (all its recordings in
     one fold): the NN has an output for it and trains; it just never predicts it."""
-    from stages.train_nn import fit_predict, nn_settings
-
     table = uneven_table({"a": 20, "b": 20, "c": 20, "late": 4})
     table["split"] = np.where((np.arange(len(table)) % 5 == 0) | (table["label"] == "late"),
                               "valid", "train")
-    split = Split("fold5", table, FEATURES)
-    learn, result = fit_predict(nn_settings(PARAMS, "nn.layers"), split)
-    assert list(learn.dls.vocab) == ["a", "b", "c", "late"]
-    assert learn.model.layers[-1][0].out_features == 4
-    assert "late" in set(split.xy("valid")[1]) and "late" not in set(result.predicted)
+    rnd = Round("fold5", table, FEATURES)
+    nn, result = fit_predict(get("nn-2layer").build(PARAMS, FEATURES), rnd)
+    assert list(nn.classes_) == ["a", "b", "c"]  # what it answers for: the classes trained on
+    assert nn.model_.layers[-1][0].out_features == 4  # and an output for the watched one
+    assert "late" in set(rnd.xy("valid")[1]) and "late" not in set(result.predicted)

@@ -1,5 +1,6 @@
 """tune.*: hyperparameters chosen by inner CV on a round's training part, never its validation."""
 
+import dataclasses
 import json
 import os
 
@@ -8,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.base import BaseEstimator
 from sklearn.svm import LinearSVC
 
-from stages import train_ensemble, train_svc
-from stages.evaluate import Split, TrainingError
+from stages import train, train_ensemble
+from stages.evaluate import TrainingError
+from stages.models import get
 from stages.params import ParamError, validate
+from stages.table import Round
 from stages.tune import inner_folds, search
 from tests.conftest import REPO, separable_table
 from tests.test_train import PARAMS
@@ -45,8 +49,7 @@ def svc_params(grid: dict, **tune) -> dict:
 def test_the_choice_is_the_best_mean_over_the_other_official_folds():
     table = esc50_like()
     params = svc_params({"C": [1e-6, 1.0]})
-    tuned, chosen = search("svc", params, Split("fold5", table, FEATURES),
-                           lambda p, s: train_svc.fit_predict(p, s)[1])
+    tuned, chosen = search(get("svc"), params, Round("fold5", table, FEATURES))
     assert chosen["tuned"] == {"C": 1.0} and tuned["svc"]["C"] == 1.0
     assert params["svc"]["C"] == 1.0 and tuned is not params  # the input is left alone
     # the inner score is the mean accuracy over folds 1-4, each predicted from the other 3
@@ -63,22 +66,21 @@ def test_the_choice_is_the_best_mean_over_the_other_official_folds():
 def test_the_validation_split_is_never_read():
     table = esc50_like()
     params = svc_params({"C": [1e-6, 0.01, 1.0]}, metric="f1_macro")
-    fit = lambda p, s: train_svc.fit_predict(p, s)[1]  # noqa: E731
-    _, chosen = search("svc", params, Split("fold5", table, FEATURES), fit)
+    _, chosen = search(get("svc"), params, Round("fold5", table, FEATURES))
     scrambled = table.copy()
     valid = scrambled["split"] == "valid"
     scrambled.loc[valid, FEATURES] = np.random.default_rng(0).normal(
         size=(valid.sum(), len(FEATURES))).astype(np.float32)
     scrambled.loc[valid, "label"] = "class_0"
-    _, again = search("svc", params, Split("fold5", scrambled, FEATURES), fit)
+    _, again = search(get("svc"), params, Round("fold5", scrambled, FEATURES))
     assert again == chosen and set(chosen) == {"tuned", "tuned_f1_macro"}
 
 
 def test_without_candidates_nothing_is_searched():
     params = svc_params({"C": None})
     calls = []
-    assert search("svc", params, Split("v", esc50_like(), FEATURES),
-                  lambda p, s: calls.append(s)) == (params, {})
+    counted = dataclasses.replace(get("svc"), build=lambda p, f: calls.append(p))
+    assert search(counted, params, Round("v", esc50_like(), FEATURES)) == (params, {})
     assert not calls
 
 
@@ -94,20 +96,20 @@ def test_inner_folds_without_official_ones_are_stratified_and_cover_the_training
 
 def test_a_failing_candidate_loses_and_all_failing_stop_the_stage():
     params = svc_params({"C": [0.5, 1.0]})
-    split = Split("fold5", esc50_like(), FEATURES)
+    rnd = Round("fold5", esc50_like(), FEATURES)
 
-    def fails_at_half(p, s):
-        if p["svc"]["C"] == 0.5:
+    class Diverges(BaseEstimator):
+        def fit(self, X, y):
             raise TrainingError("loss became nan")
-        return train_svc.fit_predict(p, s)[1]
 
-    assert search("svc", params, split, fails_at_half)[1]["tuned"] == {"C": 1.0}
+    svc = get("svc")
+    fails_at_half = dataclasses.replace(svc, build=lambda p, f: (
+        Diverges() if p["svc"]["C"] == 0.5 else svc.build(p, f)))
+    assert search(fails_at_half, params, rnd)[1]["tuned"] == {"C": 1.0}
 
-    def always_fails(p, s):
-        raise TrainingError("loss became nan")
-
+    always_fails = dataclasses.replace(svc, build=lambda p, f: Diverges())
     with pytest.raises(TrainingError, match=r"every tune\.svc candidate failed in round fold5"):
-        search("svc", params, split, always_fails)
+        search(always_fails, params, rnd)
 
 
 @pytest.mark.parametrize(("grid", "message"), [
@@ -116,7 +118,7 @@ def test_a_failing_candidate_loses_and_all_failing_stop_the_stage():
     ({"ps": [0.0, 2]}, r"'tune\.nn' ps: 2 must be a probability in \[0, 1\)"),
     ({"ps": []}, r"'tune\.nn' ps: must be null or a non-empty list"),
     ({"ps": 0.25}, r"'tune\.nn' ps: must be null or a non-empty list"),
-    ([0.1], r"'tune\.nn' must be a mapping of nn keys"),
+    ([0.1], r"'tune\.nn' must be a mapping of nn\.training keys"),
 ])
 def test_bad_grids_are_refused_naming_the_key(grid, message):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -135,7 +137,7 @@ def run_stage(tmp_path, main, args, **changes) -> dict:
         main(args)
     finally:
         os.chdir(cwd)
-    return json.loads((tmp_path / args[2]).read_text())
+    return json.loads((tmp_path / next(a for a in args if a.endswith(".json"))).read_text())
 
 
 def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
@@ -144,16 +146,15 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
               for k in (5, 1)]
     pd.concat(rounds).to_parquet(tmp_path / "normalized.parquet")
     tune = {**TUNE, "svc": {"C": [1e-6, 0.02]}}
-    svc = run_stage(tmp_path, train_svc.main, ["normalized.parquet", "svc.joblib", "svc.json",
-                                                "svc.csv"], tune=tune)
+    svc = run_stage(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib",
+                                           "svc.json", "svc.csv"], tune=tune)
     official = (("fold5", [1, 2, 3, 4]), ("fold1", [2, 3, 4, 5]))
     for part, (name, inner) in zip(rounds, official, strict=True):
         record = svc["rounds"][name]
         assert record["tuned"] == {"C": 0.02} and record["tuned_accuracy"] > 0.9
-        split = Split(name, part, FEATURES)
-        assert list(inner_folds(part[~split.is_valid], 4, 42)) == [f"fold{f}" for f in inner]
-        _, alone = search("svc", {**PARAMS, "tune": tune}, split,
-                          lambda p, s: train_svc.fit_predict(p, s)[1])
+        rnd = Round(name, part, FEATURES)
+        assert list(inner_folds(rnd.rows("train"), 4, 42)) == [f"fold{f}" for f in inner]
+        _, alone = search(get("svc"), {**PARAMS, "tune": tune}, rnd)
         assert alone == {"tuned": record["tuned"], "tuned_accuracy": record["tuned_accuracy"]}
     assert joblib.load(tmp_path / "svc.joblib").C == svc["rounds"]["fold5"]["tuned"]["C"]
 
@@ -166,7 +167,7 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
     run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "svc.json"],
               tune=tune, ensemble=ensemble)
     voting = joblib.load(tmp_path / "ens.joblib")  # the primary round's, fold5
-    member = voting.named_estimators_["svc"].calibrated_classifiers_[0].estimator.estimator_
+    member = voting.vote_.named_estimators_["svc"].calibrated_classifiers_[0].estimator.estimator_
     assert member.C == 0.0123
     with pytest.raises(SystemExit, match=r"what tune chose for svc is read from the member "
                                          r"stages' metrics, missing: no --member-metrics file "

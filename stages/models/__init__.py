@@ -1,0 +1,83 @@
+"""The model registry: every model the pipeline trains, each described once.
+
+A model family is one module here (``svc.py``, ``nn.py``, ``ensemble.py``) with a
+``MODELS`` list of :class:`Model`. A model's name is its family's module name, or that
+name and a suffix after a dash (``nn-2layer`` is in ``nn.py``), so a stage can load the
+one module it needs: ``get("svc")`` imports ``stages/models/svc.py`` and nothing else.
+
+Adding a model (see the README's developer section): its module here, its section in
+params.yaml and its keys in ``stages/params.py``'s SCHEMA, and a ``train-<name>`` block
+in dvc.yaml running ``python -m stages.train <name>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stages.params import ParamError
+from stages.params import get as get_param
+
+
+@dataclass(frozen=True)
+class Model:
+    """One trainable model, as the stages, ``tune``, ``compare`` and the ensemble see it.
+
+    ``build(params, features)`` returns an unfitted scikit-learn-compatible classifier
+    (``fit``, ``predict``; ``predict_proba`` where it has one) for the feature columns
+    ``features``, reading only the keys in ``params``. ``fit`` may also take ``groups``,
+    ``watch`` and ``live`` (stages.evaluate.fit_predict).
+    """
+
+    name: str  # as in paths and stage names: train-<name>, metrics/<dataset>/<name>.json
+    display: str  # in compare's table and charts
+    params: tuple[str, ...]  # the params.yaml keys it reads, as its stage declares them
+    build: Callable[[dict, list[str]], Any]
+    tune: str | None = None  # its search grid, tune.<tune>, over the keys of ...
+    tuned_section: str | None = None  # ... this section (default: the grid's name)
+    architecture: Callable[[dict], str] | None = None  # for compare: e.g. "[200, 100]"
+
+    @property
+    def section(self) -> str | None:
+        """The params section that ``tune.<tune>``'s candidates are values of."""
+        return self.tuned_section or self.tune
+
+    def describe(self, params: dict) -> str:
+        """Its display name and architecture, e.g. ``NN [200, 100]``."""
+        return f"{self.display} {self.architecture(params)}" if self.architecture else self.display
+
+
+def module_of(name: str) -> str:
+    """The module that defines model ``name``: ``stages.models.nn`` for ``nn-2layer``."""
+    return f"{__name__}.{name.split('-', 1)[0]}"
+
+
+def get(name: str) -> Model:
+    """The model called ``name``, importing its family's module only."""
+    try:
+        module = importlib.import_module(module_of(name))
+    except ModuleNotFoundError as exc:
+        if exc.name != module_of(name):
+            raise
+        module = None
+    found = {m.name: m for m in getattr(module, "MODELS", [])}
+    if name not in found:
+        raise ParamError(f"no model called {name!r} (known: {', '.join(every())})")
+    return found[name]
+
+
+def every() -> dict[str, Model]:
+    """Every registered model by name, in module order (svc, nn, ensemble first)."""
+    first = ["svc", "nn", "ensemble"]
+    names = sorted((m.name for m in pkgutil.iter_modules(__path__)),
+                   key=lambda n: (first.index(n) if n in first else len(first), n))
+    return {model.name: model for family in names
+            for model in importlib.import_module(f"{__name__}.{family}").MODELS}
+
+
+def architecture_of(key: str) -> Callable[[dict], str]:
+    """An ``architecture`` that shows the value of a params key, e.g. ``nn.layers``."""
+    return lambda params: str(get_param(params, key))

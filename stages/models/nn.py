@@ -1,0 +1,219 @@
+"""fastai tabular MLPs, one-cycle training (the ``nn`` and ``nn_deep`` sections).
+
+Two models: ``nn-2layer`` trains ``nn.layers``, ``nn-5layer`` trains ``nn_deep.layers``;
+both take every other setting from ``nn.training``, so a new training setting reaches both
+stages (each declares that section whole) while ``nn.layers`` reruns only the first.
+
+The target is always categorical (``CategoryBlock``): fastai would otherwise make an
+integer label a one-output regression, which is how the original FreeSound run collapsed
+to a single class. Given ``live``, per-epoch training and validation loss and accuracy are
+logged by dvclive's ``DVCLiveCallback``.
+
+As originally run, the per-epoch validation figures are those of the validation part
+(``watch``), which only watches training. With ``early_stopping`` (a patience in epochs),
+training instead watches a validation set carved from the training part
+(``early_stopping_valid``, stratified by class, recordings of one ``src_file`` kept
+together), stops when its loss has not improved for that many epochs and restores the best
+epoch's weights; the validation part stays unseen until the final scoring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from dvclive.fastai import DVCLiveCallback
+from fastai.tabular.all import (
+    Callback,
+    CategoryBlock,
+    CrossEntropyLossFlat,
+    EarlyStoppingCallback,
+    GradientClip,
+    Learner,
+    SaveModelCallback,
+    TabularDataLoaders,
+    accuracy,
+    set_seed,
+    tabular_config,
+    tabular_learner,
+)
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+
+from stages.evaluate import TrainingError
+from stages.folds import class_folds
+from stages.models import Model, architecture_of
+
+
+class NaNGuard(Callback):
+    """Stop training with an error as soon as the loss is NaN or infinite."""
+
+    order = 100
+
+    def after_loss(self) -> None:
+        if not torch.isfinite(self.learn.loss).all():
+            raise TrainingError(
+                f"loss became {self.learn.loss.item()} in epoch {self.epoch + 1}; "
+                "lower nn.training.lr or use a scaler (normalize.scaler)"
+            )
+
+
+class RestoreBest(SaveModelCallback):
+    """Keep the weights of the epoch with the lowest validation loss and restore them.
+
+    A subclass only for its attribute name: DVCLiveCallback would log a callback called
+    ``save_model`` as a DVC artifact.
+    """
+
+
+def early_stopping_rows(labels, groups, fraction: float, seed: int) -> np.ndarray:
+    """Positions of a stratified validation set for early stopping among training clips.
+
+    Clips cut from one recording (``groups``: ``src_file``, ESC-50) stay on one side, or it
+    would leak; a class with a single recording stays in training (stages.folds).
+    """
+    n_splits = max(2, round(1 / fraction))
+    folds = class_folds(labels, groups, n_splits, seed, keep_below=2,
+                        param=f"nn.training.early_stopping_valid {fraction} "
+                              f"(1 fold in {n_splits})",
+                        where="the training part")
+    return folds[0][1]
+
+
+class TabularNN(ClassifierMixin, BaseEstimator):
+    """A fastai tabular MLP trained one-cycle, as a scikit-learn classifier.
+
+    The constructor takes ``layers``, ``seed`` and the keys of ``nn.training``. The fitted
+    estimator keeps only the torch model, so it pickles small; ``decision_function`` gives
+    the logits. ``fit_info_`` holds the kept epoch's ``valid_loss`` and, with early
+    stopping, ``best_epoch`` (counted from 1) and ``epochs_run``.
+    """
+
+    def __init__(self, layers=(200, 100), epochs=10, lr=1e-3, batch_size=64, ps=0.0,
+                 embed_p=0.0, wd=None, class_weights="none", grad_clip=None,
+                 early_stopping=None, early_stopping_valid=0.1, seed=42):
+        self.layers = layers
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.ps = ps
+        self.embed_p = embed_p
+        self.wd = wd
+        self.class_weights = class_weights
+        self.grad_clip = grad_clip
+        self.early_stopping = early_stopping
+        self.early_stopping_valid = early_stopping_valid
+        self.seed = seed
+
+    def learner(self, X, y, groups=None, watch=None) -> Learner:
+        """The fastai learner ``fit`` trains: on ``X, y``, reporting ``watch`` each epoch.
+
+        With early stopping it reports a part carved from ``X`` instead (``groups``: the
+        recording of each clip, kept on one side), which it then does not train on.
+        """
+        set_seed(self.seed, reproducible=True)
+        features = [f"x{i}" for i in range(np.shape(X)[1])]
+        table = pd.DataFrame(np.asarray(X, dtype=np.float32), columns=features)
+        table["label"] = np.asarray(y)
+        if self.early_stopping:
+            watched = early_stopping_rows(table["label"], groups, self.early_stopping_valid,
+                                          self.seed)
+        else:
+            if watch is not None:
+                shown = pd.DataFrame(np.asarray(watch[0], dtype=np.float32), columns=features)
+                table = pd.concat([table, shown.assign(label=np.asarray(watch[1]))],
+                                  ignore_index=True)
+            watched = np.arange(len(y), len(table))
+        n_train = len(table) - len(watched)
+        batch_size = min(self.batch_size, n_train)
+        if batch_size < self.batch_size:  # fastai drops the incomplete batch: none left
+            print(f"nn.training.batch_size {self.batch_size} is more than the {n_train} "
+                  f"training clips: training on batches of {batch_size}")
+        # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
+        # The vocabulary is every class of the table: fastai's default takes the training
+        # rows' only, and a class seen only in the watched rows then has no output unit.
+        dls = TabularDataLoaders.from_df(
+            table, cont_names=features, y_names="label",
+            y_block=CategoryBlock(vocab=sorted(table["label"].unique())),
+            valid_idx=list(watched), bs=batch_size, procs=[], num_workers=0,
+        )
+        loss_func = None  # fastai's default: unweighted cross-entropy
+        if self.class_weights == "balanced":
+            weights = compute_class_weight(  # in vocab order, from the labels trained on
+                "balanced", classes=np.asarray(list(dls.vocab)),
+                y=table["label"].drop(index=watched).to_numpy(),
+            )
+            loss_func = CrossEntropyLossFlat(weight=torch.tensor(weights, dtype=torch.float32))
+        return tabular_learner(
+            dls, layers=list(self.layers), metrics=accuracy, wd=self.wd, loss_func=loss_func,
+            config=tabular_config(ps=self.ps, embed_p=self.embed_p),
+        )
+
+    def fit(self, X, y, groups=None, watch=None, live=None) -> TabularNN:
+        learn = self.learner(X, y, groups, watch)
+        kept = self.train(learn, live)
+        self.fit_info_ = {k: float(v) for k, v in kept.items()  # none watched: no loss
+                          if k in ("valid_loss", "best_epoch", "epochs_run") and v is not None}
+        self.classes_ = np.unique(np.asarray(y))
+        vocab = list(learn.dls.vocab)
+        self.columns_ = [vocab.index(c) for c in self.classes_]  # vocab order -> classes_
+        self.model_ = learn.model.eval()
+        return self
+
+    def train(self, learn: Learner, live=None) -> dict[str, float]:
+        """One-cycle training; the figures of the epoch whose weights the model keeps.
+
+        That is the last epoch, or with early stopping the best one. With ``live``, every
+        epoch is printed and logged by dvclive; without, training is quiet.
+        """
+        learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
+        callbacks = [NaNGuard()] + ([DVCLiveCallback(live=live)] if live else [])
+        if self.grad_clip:
+            callbacks.append(GradientClip(self.grad_clip))
+        quiet = learn.no_logging() if live is None else contextlib.nullcontext()
+        with tempfile.TemporaryDirectory() as checkpoints, learn.no_bar(), quiet:
+            if self.early_stopping:
+                learn.path, learn.model_dir = Path(checkpoints), "."
+                callbacks += [EarlyStoppingCallback(patience=self.early_stopping),
+                              RestoreBest(fname="best")]
+            learn.fit_one_cycle(self.epochs, self.lr, cbs=callbacks)
+            learn.path = Path(".")
+        # names end with "time", values do not: zip stops at the shorter
+        epochs = [dict(zip(learn.recorder.metric_names[1:], values, strict=False))
+                  for values in learn.recorder.values]
+        if not self.early_stopping:
+            return epochs[-1]
+        best = int(np.argmin([e["valid_loss"] for e in epochs]))
+        return {**epochs[best], "best_epoch": best + 1, "epochs_run": len(epochs)}
+
+    def decision_function(self, X) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        with torch.no_grad():
+            logits = self.model_(torch.zeros((len(x), 0), dtype=torch.long), x)
+        return logits[:, self.columns_].numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        return torch.softmax(torch.as_tensor(self.decision_function(X)), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+
+def builder(layers_key: str):
+    """``build`` for an MLP whose hidden layers are ``layers_key``'s value."""
+    section, key = layers_key.split(".")
+    return lambda params, features: TabularNN(
+        layers=params[section][key], seed=params["seed"], **params["nn"]["training"])
+
+
+MODELS = [
+    Model("nn-2layer", "NN", params=("seed", "nn"), build=builder("nn.layers"),
+          tune="nn", tuned_section="nn.training", architecture=architecture_of("nn.layers")),
+    Model("nn-5layer", "NN", params=("seed", "nn.training", "nn_deep"),
+          build=builder("nn_deep.layers"), tune="nn", tuned_section="nn.training",
+          architecture=architecture_of("nn_deep.layers")),
+]

@@ -1,0 +1,81 @@
+"""The feature table: its column names and its evaluation rounds.
+
+``feature-extraction`` writes a row per clip: metadata (``filename``, ``label``, ``fold``
+or ``src_file``...) and the feature columns, named ``<block>_<stat>_<bin>`` (e.g.
+``mel_std_12``). ``normalize`` stacks one scaled copy of it per evaluation round, marked by
+``round`` and ``split`` (``train`` / ``valid``). This module reads both; it needs neither
+librosa nor a model library, so every stage can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BLOCKS = ("stft", "mel", "cqt")  # the feature blocks, in column order
+
+
+def feature_columns(columns: list[str]) -> list[str]:
+    """The feature columns of a table, in table order (everything else is metadata)."""
+    return [c for c in columns if c.split("_", 1)[0] in BLOCKS and c.rsplit("_", 1)[-1].isdigit()]
+
+
+def block_of(column: str) -> str:
+    """The block of a feature column: ``block_of("mel_std_12") == "mel"``."""
+    return column.split("_", 1)[0]
+
+
+@dataclass
+class Round:
+    """One evaluation round: the table cut into a training part and a validation part.
+
+    A round is what a model is trained and scored on once: ESC-50's validation fold, or
+    each official fold in turn with ``data.esc50.cv``; each of FreeSound's
+    ``data.freesound.repeats`` stratified splits. ``name`` is e.g. ``fold5`` or ``split42``.
+    """
+
+    name: str
+    table: pd.DataFrame
+    features: list[str]
+
+    @property
+    def is_valid(self) -> np.ndarray:
+        return (self.table["split"] == "valid").to_numpy()
+
+    def rows(self, part: str) -> pd.DataFrame:
+        """The ``train`` or ``valid`` rows, metadata included."""
+        return self.table[self.table["split"] == part]
+
+    def xy(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels of the ``train`` or ``valid`` part."""
+        rows = self.rows(part)
+        return rows[self.features].to_numpy(), rows["label"].to_numpy()
+
+    def non_finite(self) -> pd.DataFrame:
+        """The clips (``filename``, ``split``) with a NaN or infinite feature value."""
+        finite = np.isfinite(self.table[self.features].to_numpy()).all(axis=1)
+        return self.table.loc[~finite, ["filename", "split"]]
+
+
+def load_rounds(path: Path) -> list[Round]:
+    """Every evaluation round of a normalize stage output, the primary one first.
+
+    A table without a ``round`` column (one made by hand) is a single round, ``valid``.
+    """
+    table = pd.read_parquet(path)
+    features = feature_columns(list(table.columns))
+    if "round" not in table:
+        return [Round("valid", table, features)]
+    return [Round(str(name), part.reset_index(drop=True), features)
+            for name, part in table.groupby("round", sort=False)]
+
+
+def recording_groups(rows: pd.DataFrame) -> np.ndarray:
+    """The recording of each clip (``src_file``, ESC-50), or one per clip where none is known.
+
+    Clips cut from one recording must stay on one side of any fold, or it would leak.
+    """
+    return rows["src_file"].to_numpy() if "src_file" in rows else np.arange(len(rows))

@@ -1,0 +1,195 @@
+"""dvc.yaml declares every `stages/` module each stage runs, and every param its models read.
+
+A stage's code dependencies are the import closure of the module its ``cmd`` runs
+(``python -m stages.X``), found by reading every ``import`` statement, including those
+inside functions, and the package ``__init__`` files on the way. The model registry
+imports model modules by name (stages.models.get / every): a ``stages.train MODEL`` stage
+reaches MODEL's module, any other stage that imports the registry may reach every model,
+so it must declare ``stages/models`` whole. An edit to any module a stage runs must rerun
+it, or `dvc repro` would keep results the code no longer gives.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import models
+from stages.params import read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = read_yaml((ROOT / "params.yaml").read_text())
+
+
+def module_file(module: str) -> Path | None:
+    """The file of a ``stages`` module or package, relative to the root; None if none."""
+    base = ROOT / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate.relative_to(ROOT)
+    return None
+
+
+def has_code(path: Path) -> bool:
+    """Anything but a docstring (an empty package ``__init__`` runs nothing worth declaring)."""
+    body = ast.parse((ROOT / path).read_text()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+               for node in body)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every ``stages`` module a file imports, anywhere in it, with its parent packages."""
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / path).read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from stages import models`: the name may be a module of the package
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "stages":
+                found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {m for m in found if module_file(m)}
+
+
+def closure(module: str) -> set[str]:
+    """The modules ``module`` runs: itself, its imports, theirs... (with their packages)."""
+    parts = module.split(".")
+    todo = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    seen: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen or module_file(current) is None:
+            continue
+        seen.add(current)
+        todo += imported_modules(module_file(current))
+    return seen
+
+
+def stage_commands() -> dict[str, list[str]]:
+    return {name: shlex.split(stage.get("do", stage)["cmd"])
+            for name, stage in DVC_YAML["stages"].items()}
+
+
+def required_code(argv: list[str]) -> set[str]:
+    """The files a stage's command runs, as dvc.yaml should list them."""
+    assert argv[:2] == ["python", "-m"], argv
+    modules = closure(argv[2])
+    if "stages.models" in modules:
+        if argv[2] == "stages.train":
+            modules |= closure(models.module_of(argv[3]))
+        else:
+            modules |= {f"stages.models.{p.stem}" for p in (ROOT / "stages/models").glob("*.py")}
+    files = {module_file(m) for m in modules}
+    return {str(f) for f in files if f.name != "__init__.py" or has_code(f)}
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+@pytest.mark.parametrize("stage", list(DVC_YAML["stages"]))
+def test_stage_declares_every_module_it_runs(stage):
+    block = DVC_YAML["stages"][stage].get("do", DVC_YAML["stages"][stage])
+    missing = sorted(f for f in required_code(stage_commands()[stage])
+                     if not covered(f, block["deps"]))
+    assert not missing, f"dvc.yaml stage {stage} does not declare {missing}"
+
+
+@pytest.mark.parametrize("stage", list(DVC_YAML["stages"]))
+def test_stage_declares_no_module_it_does_not_run(stage):
+    block = DVC_YAML["stages"][stage].get("do", DVC_YAML["stages"][stage])
+    needed = required_code(stage_commands()[stage])
+    extra = sorted(d for d in block["deps"] if d.startswith("stages/") and d.endswith(".py")
+                   and d not in needed)
+    assert not extra, f"dvc.yaml stage {stage} declares {extra}, which it never imports"
+
+
+def test_the_closure_sees_imports_inside_functions_and_packages(tmp_path, monkeypatch):
+    # the closure the tests above rely on: a real stage's known chain
+    train = closure("stages.train")
+    assert {"stages.train", "stages.tune", "stages.evaluate", "stages.table",
+            "stages.params", "stages.io", "stages.models", "stages.folds"} <= train
+    assert "stages.audio" not in train  # model stages do not load librosa
+    assert "stages.models.nn" in closure("stages.models.nn")
+    assert required_code(["python", "-m", "stages.train", "svc"]) >= {
+        "stages/models/svc.py", "stages/models/__init__.py"}
+    assert "stages/models/nn.py" not in required_code(["python", "-m", "stages.train", "svc"])
+
+
+def test_model_stages_do_not_import_librosa():
+    for module in closure("stages.train") | closure("stages.train_ensemble") | {
+            f"stages.models.{p.stem}" for p in (ROOT / "stages/models").glob("*.py")}:
+        source = (ROOT / module_file(module)).read_text()
+        assert "librosa" not in {n.split(".")[0] for node in ast.walk(ast.parse(source))
+                                 if isinstance(node, (ast.Import, ast.ImportFrom))
+                                 for n in ([a.name for a in node.names]
+                                           if isinstance(node, ast.Import)
+                                           else [node.module or ""])}, module
+
+
+def test_no_stage_script_imports_another():
+    scripts = {argv[2] for argv in stage_commands().values()}
+    for script in scripts:
+        others = imported_modules(module_file(script)) & (scripts - {script})
+        assert not others, f"{script} imports the stage script(s) {sorted(others)}"
+
+
+def declared_params(stage: str) -> list[str]:
+    block = DVC_YAML["stages"][stage].get("do", DVC_YAML["stages"][stage])
+    return [p for p in block.get("params", []) if isinstance(p, str)]
+
+
+def declares(declared: list[str], key: str) -> bool:
+    """A param key is declared by itself or by a section above it."""
+    return any(key == d or key.startswith(d + ".") for d in declared)
+
+
+@pytest.mark.parametrize("name", ["svc", "nn-2layer", "nn-5layer"])
+def test_model_stages_declare_the_params_their_model_reads(name):
+    model = models.get(name)
+    declared = declared_params(f"train-{name}")
+    needed = [*model.params, *([f"tune.{model.tune}", "tune.folds", "tune.metric"]
+                               if model.tune else [])]
+    assert [k for k in needed if not declares(declared, k)] == []
+
+
+def test_ensemble_declares_its_members_params():
+    declared = declared_params("train-ensemble")
+    for name in PARAMS["ensemble"]["members"]:
+        model = models.get(name)
+        assert all(declares(declared, k) for k in model.params), name
+        assert declares(declared, f"tune.{model.tune}"), name
+
+
+@pytest.mark.parametrize("name", list(models.every()))
+def test_a_model_builds_from_the_params_it_declares_alone(name):
+    model = models.get(name)
+    keys = list(model.params)
+    if name == "ensemble":
+        keys += [k for m in PARAMS["ensemble"]["members"] for k in models.get(m).params]
+    only = {}
+    for key in keys:  # a copy of params.yaml holding only those keys
+        *sections, last = key.split(".")
+        node, source = only, PARAMS
+        for part in sections:
+            node, source = node.setdefault(part, {}), source[part]
+        node[last] = source[last]
+    estimator = model.build(only, ["stft_mean_0", "mel_mean_0", "cqt_mean_0"])
+    assert hasattr(estimator, "fit") and hasattr(estimator, "predict")
+
+
+def test_a_new_nn_training_setting_reruns_both_nn_stages_but_layers_only_its_own():
+    two, five = declared_params("train-nn-2layer"), declared_params("train-nn-5layer")
+    new_setting = "nn.training.label_smoothing"  # not in params.yaml: any future key
+    assert declares(two, new_setting) and declares(five, new_setting)
+    assert declares(two, "nn.layers") and not declares(five, "nn.layers")
+    assert declares(five, "nn_deep.layers") and not declares(two, "nn_deep.layers")
