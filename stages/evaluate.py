@@ -10,8 +10,10 @@ look like results.
 
 from __future__ import annotations
 
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from inspect import signature
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from stages.io import write_json, write_with
@@ -123,6 +126,22 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     write_with(predictions_path, lambda tmp: predictions.to_csv(tmp, index=False))
     write_json(metrics_path, metrics)
     return metrics
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """BLAS, OpenMP and torch on one thread, so that a fit gives the same result however
+    many run at once (``tune.n_jobs``, ``ensemble.n_jobs``) and on any number of cores."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch else None
+    with threadpool_limits(1):
+        if torch:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch:
+                torch.set_num_threads(before)
 
 
 def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, RoundResult]:

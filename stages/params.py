@@ -187,10 +187,12 @@ SCHEMA: dict[str, Validator] = {
     "ensemble.members": members,
     "ensemble.calibration": one_of(*CALIBRATIONS),
     "ensemble.calibration_folds": integer(2),
+    "ensemble.n_jobs": n_jobs,
     # architectures (nn.layers, nn_deep.layers) are compared as experiments, not tuned
     "tune.svc": grid_of("svc"),
     "tune.nn": grid_of("nn.training"),
     "tune.folds": integer(2),
+    "tune.n_jobs": n_jobs,
     "tune.metric": one_of(*METRICS),
 }
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))

@@ -34,7 +34,7 @@ class Round:
 
     A round is what a model is trained and scored on once: ESC-50's validation fold, or
     each official fold in turn with ``data.esc50.cv``; each of FreeSound's
-    ``data.freesound.repeats`` stratified splits. ``name`` is e.g. ``fold5`` or ``split42``.
+    ``data.freesound.repeats`` stratified splits. ``name`` is e.g. ``fold5`` or ``seed42``.
     """
 
     name: str

@@ -23,9 +23,17 @@ import itertools
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from stages.evaluate import Scores, TrainingError, fit_predict, predictions_table
+from stages.evaluate import (
+    RoundResult,
+    Scores,
+    TrainingError,
+    fit_predict,
+    one_thread,
+    predictions_table,
+)
 from stages.folds import class_folds
 from stages.models import Model
 from stages.params import with_values
@@ -58,27 +66,43 @@ def grid(params: dict, model: Model) -> dict[str, list]:
     return {k: v for k, v in params["tune"][model.tune].items() if v is not None}
 
 
+def fit_fold(model: Model, params: dict, rnd: Round) -> RoundResult | TrainingError:
+    """One candidate trained and scored on one inner fold, on one thread; a diverging one
+    returns its error (it loses, the search goes on)."""
+    try:
+        with one_thread():
+            return fit_predict(model.build(params, rnd.features), rnd)[1]
+    except TrainingError as exc:
+        return exc
+
+
 def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     """The params with the model's best values in this round, and what to record of it.
 
     Every candidate is trained and scored by :func:`stages.evaluate.fit_predict` on each
-    inner fold. With no candidates listed the params are returned unchanged.
+    inner fold, ``tune.n_jobs`` fits at a time. With no candidates listed the params are
+    returned unchanged.
     """
     searched, tuning = grid(params, model), params["tune"]
     if not searched:
         return params, {}
     train = rnd.rows("train").reset_index(drop=True)
     folds = inner_folds(train, tuning["folds"], params["seed"], f"round {rnd.name}")
-    candidates, scores = combinations(searched), []
-    for values in tqdm(candidates, desc=f"tune.{model.tune} in round {rnd.name}"):
-        candidate = with_values(params, model.section, values)
-        try:
-            results = [fit_predict(model.build(candidate, rnd.features), Round(
-                f"{rnd.name}/{name}",  # e.g. fold5/fold1 in messages
-                train.assign(split=np.where(is_valid, "valid", "train")), rnd.features))[1]
-                for name, is_valid in folds.items()]
-        except TrainingError as exc:  # a diverging candidate loses; the search goes on
-            print(f"tune.{model.tune} {values}: {exc}")
+    candidates = combinations(searched)
+    tasks = [(values, Round(f"{rnd.name}/{name}",  # e.g. fold5/fold1 in messages
+                            train.assign(split=np.where(is_valid, "valid", "train")),
+                            rnd.features))
+             for values in candidates for name, is_valid in folds.items()]
+    outcomes = list(tqdm(
+        Parallel(n_jobs=tuning["n_jobs"], return_as="generator")(
+            delayed(fit_fold)(model, with_values(params, model.section, values), inner)
+            for values, inner in tasks),
+        total=len(tasks), desc=f"tune.{model.tune} in round {rnd.name}"))
+    scores = []
+    for k, values in enumerate(candidates):
+        results = outcomes[k * len(folds):(k + 1) * len(folds)]
+        if failed := [r for r in results if isinstance(r, TrainingError)]:
+            print(f"tune.{model.tune} {values}: {failed[0]}")
             scores.append(np.nan)
             continue
         scores.append(Scores.of(predictions_table(results)).mean[tuning["metric"]])

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.test_train import PARAMS, grouped_table
 
 ENSEMBLE = {"members": ["svc", "nn-2layer", "nn-5layer"], "calibration": "temperature",
-            "calibration_folds": 3}
+            "calibration_folds": 3, "n_jobs": 1}
 
 
 def round_of(table: pd.DataFrame, name: str = "valid") -> Round:
@@ -111,3 +111,19 @@ def test_stage_scores_every_round_like_the_other_models(tmp_path):
     fold1 = rounds[0][rounds[0]["split"] == "valid"]
     predicted = model.predict(fold1[[c for c in table if c.startswith("stft_")]].to_numpy())
     assert (predicted == preds.loc[preds["round"] == "fold1", "predicted"]).all()
+
+
+def test_members_trained_at_once_give_the_same_ensemble():
+    """ensemble.n_jobs: 2 trains the members in parallel processes, each on one thread, as
+    n_jobs: 1 does one after the other: the same probabilities (to float noise)."""
+    rnd = round_of(grouped_table(n_per_class=12))
+    probs = []
+    for n_jobs in (1, 2):
+        params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "nn-2layer"],
+                                         "n_jobs": n_jobs}}
+        ensemble, _ = fit_round(params, rnd)
+        probs.append(ensemble.predict_proba(rnd.xy("valid")[0]))
+    # each member's fit is single-threaded; the calibration's float64 optimization runs
+    # on the process's BLAS threads, which differ: equal to 1e-6, identical votes
+    np.testing.assert_allclose(probs[0], probs[1], rtol=1e-6, atol=1e-9)
+    assert (probs[0].argmax(axis=1) == probs[1].argmax(axis=1)).all()

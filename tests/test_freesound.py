@@ -149,8 +149,7 @@ def test_integer_coded_labels_still_train_a_classifier(features, tmp_path):
     learn, _ = fit_nn(rnd, tmp_path, epochs=15, batch_size=8, class_weights="balanced")
     assert learn.model.layers[-1][0].out_features == 5
     x_valid, actual = rnd.xy("valid")
-    predicted = predict(learn, pd.DataFrame(x_valid, columns=[f"x{i}" for i in range(
-        x_valid.shape[1])]))
+    predicted = predict(learn, x_valid)
     metrics = classification_metrics(actual, predicted)
     assert len(set(predicted)) > 1
     assert metrics["accuracy"] >= 0.6 and metrics["balanced_accuracy"] >= 0.6  # chance 0.2

@@ -10,7 +10,6 @@ other models, voted on by the ensemble and listed by compare.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import joblib
@@ -77,7 +76,7 @@ def test_the_registry_lists_every_model_once_in_order():
 
 
 def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compared(
-        knn_registered, tmp_path):
+        knn_registered, tmp_path, monkeypatch):
     knn = models.get("knn")
     assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "ensemble", "knn"]
     table = grouped_table(n_per_class=20)
@@ -88,6 +87,9 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     config = shipped_params()
     config["tune"]["knn"]["n_neighbors"] = [1, 5]
     config["ensemble"]["members"] = ["svc", "knn"]
+    # one process: knn.py is importable here only (the __path__ added above), not in a
+    # joblib worker; the dvc test below runs it from stages/models/, in parallel
+    config["tune"]["n_jobs"] = config["ensemble"]["n_jobs"] = 1
     params.validate(config)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
 
@@ -96,9 +98,9 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     assert chosen["tuned"]["n_neighbors"] in (1, 5)
     assert tuned["knn"]["n_neighbors"] == chosen["tuned"]["n_neighbors"]
 
-    # the stage every model uses, as its dvc.yaml block runs it
-    run_in(tmp_path, train.main, ["knn", "normalized.parquet", "knn.joblib", "knn.json",
-                                  "predictions/esc50/knn.csv"])
+    monkeypatch.chdir(tmp_path)  # the stage every model uses, as its dvc.yaml block runs it
+    train.main(["knn", "normalized.parquet", "knn.joblib", "knn.json",
+                "predictions/esc50/knn.csv"])
     metrics = json.loads((tmp_path / "knn.json").read_text())
     assert list(metrics["rounds"]) == ["fold1", "fold2"]
     assert all(r["tuned"]["n_neighbors"] in (1, 5) for r in metrics["rounds"].values())
@@ -114,22 +116,13 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     assert set(result.extra) == {"accuracy_svc", "accuracy_knn"}
 
     # a row of compare's table, after the other models'
-    run_in(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib", "svc.json",
-                                  "predictions/esc50/svc.csv"])
+    train.main(["svc", "normalized.parquet", "svc.joblib", "svc.json",
+                "predictions/esc50/svc.csv"])
     config["datasets"] = ["esc50"]
     rows = collect(load_predictions(tmp_path / "predictions", config), config)
     assert list(rows["model"]) == ["svc", "knn"]
     assert rows.iloc[1][["display", "architecture"]].tolist() == ["k-NN", "k=3"]
     assert rows.iloc[1]["accuracy"] == pytest.approx(metrics["accuracy"])
-
-
-def run_in(folder, main, argv):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        main(argv)
-    finally:
-        os.chdir(cwd)
 
 
 @pytest.mark.slow

@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 from dvclive import Live
-from fastai.tabular.all import Callback, GradientClip
+from fastai.tabular.all import Callback, DataLoader, GradientClip
 
 from stages.evaluate import TrainingError, classification_metrics
 from stages.models import get
-from stages.models.nn import early_stopping_rows
+from stages.models.nn import Rows, early_stopping_rows
 from stages.table import Round, load_rounds, recording_groups
 from tests.conftest import REPO, separable_table
 
@@ -53,10 +53,12 @@ def fit_nn(rnd, tmp_path, **overrides):
     return learn, last
 
 
-def predict(learn, rows):
-    """Class names fastai's own inference predicts for ``rows``."""
+def predict(learn, x):
+    """Class names fastai's own inference (get_preds) predicts for the feature rows ``x``."""
+    rows = DataLoader(Rows(np.asarray(x, dtype=np.float32), np.zeros(len(x), dtype=int),
+                           np.arange(len(x))), bs=16)
     with learn.no_bar():
-        probs, _ = learn.get_preds(dl=learn.dls.test_dl(rows))
+        probs, _ = learn.get_preds(dl=rows)
     return np.asarray(learn.dls.vocab)[probs.argmax(dim=1).numpy()]
 
 
@@ -70,8 +72,7 @@ def test_nn_is_a_classifier_with_one_output_per_class(tmp_path, label_dtype):
     assert learn.model.layers[-1][0].out_features == 5
     assert len(learn.dls.vocab) == 5
     x_valid, actual = rnd.xy("valid")
-    features = [f"x{i}" for i in range(x_valid.shape[1])]
-    predicted = predict(learn, pd.DataFrame(x_valid, columns=features))
+    predicted = predict(learn, x_valid)
     assert classification_metrics(actual, predicted)["accuracy"] > 0.8  # chance is 0.2
     assert set(last) >= {"train_loss", "valid_loss", "train_accuracy", "valid_accuracy"}
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
@@ -92,9 +93,7 @@ def test_the_fitted_estimator_predicts_as_fastai_does(tmp_path):
     fitted = nn.fit(*rnd.xy("train"), watch=rnd.xy("valid"))
     _, learn = nn_learner(rnd)
     nn.train(learn)
-    features = [f"x{i}" for i in range(x_valid.shape[1])]
-    assert (fitted.predict(x_valid) == predict(learn, pd.DataFrame(x_valid, columns=features))
-            ).all()
+    assert (fitted.predict(x_valid) == predict(learn, x_valid)).all()
     assert set(fitted.fit_info_) == {"valid_loss"}
 
 
@@ -135,13 +134,12 @@ def test_early_stopping_watches_a_carved_set_and_restores_the_best_epoch(tmp_pat
     rnd = round_of(table, tmp_path)
     learn, kept = fit_nn(rnd, tmp_path, epochs=40, lr=0.05, early_stopping=3,
                          early_stopping_valid=0.2, layers=[256, 128])
-    watched = learn.dls.valid.items
-    trained = learn.dls.train.items
+    watched = learn.dls.valid.dataset.rows  # positions in the training part
+    trained = learn.dls.train.dataset.rows
     train = rnd.rows("train")
     assert len(watched) + len(trained) == len(train)  # the validation part unseen
-    assert not set(train.iloc[watched.index]["src_file"]) & set(
-        train.iloc[trained.index]["src_file"])
-    assert set(train.iloc[watched.index]["label"]) == set(table["label"])
+    assert not set(train.iloc[watched]["src_file"]) & set(train.iloc[trained]["src_file"])
+    assert set(train.iloc[watched]["label"]) == set(table["label"])
     assert kept["epochs_run"] < 40, "stopped early"
     assert kept["epochs_run"] - kept["best_epoch"] == 3
     losses = [values[2] for values in learn.recorder.values]  # [train loss, acc, valid loss..]

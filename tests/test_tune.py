@@ -21,7 +21,7 @@ from stages.tune import inner_folds, search
 from tests.conftest import REPO, separable_table
 from tests.test_train import PARAMS
 
-TUNE = {"svc": {"C": None}, "nn": {"ps": None}, "folds": 4, "metric": "accuracy"}
+TUNE = {"svc": {"C": None}, "nn": {"ps": None}, "folds": 4, "metric": "accuracy", "n_jobs": 1}
 FEATURES = [f"stft_mean_{i}" for i in range(12)]
 
 
@@ -163,7 +163,7 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
     (tmp_path / "svc.json").write_text(json.dumps(svc))
     args = ["normalized.parquet", "ens.joblib", "ens.json", "ens.csv"]
     ensemble = {"members": ["svc", "nn-2layer"], "calibration": "sigmoid",
-                "calibration_folds": 2}
+                "calibration_folds": 2, "n_jobs": 1}
     run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "svc.json"],
               tune=tune, ensemble=ensemble)
     voting = joblib.load(tmp_path / "ens.joblib")  # the primary round's, fold5
@@ -176,3 +176,18 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
     with pytest.raises(SystemExit, match=r"chose for svc .*, missing: gone/svc\.json \(dvc"):
         run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "gone/svc.json"],
                   tune=tune, ensemble=ensemble)
+
+
+def test_the_search_chooses_the_same_whatever_the_number_of_parallel_fits():
+    """tune.n_jobs fits at a time, each on one thread: the scores, not only the choice,
+    are the same for 1 and 2 at a time (NNs included, whose torch sums depend on threads)."""
+    rnd = Round("fold5", esc50_like(n_per_class=10), FEATURES)
+    found = []
+    for n_jobs in (1, 2):
+        params = {**PARAMS, "nn": {**PARAMS["nn"], "training": {**PARAMS["nn"]["training"],
+                                                                 "epochs": 2}},
+                  "tune": {**TUNE, "nn": {"ps": [0.0, 0.5]}, "n_jobs": n_jobs}}
+        found.append(search(get("nn-2layer"), params, rnd))
+    (tuned_1, chosen_1), (tuned_2, chosen_2) = found
+    assert chosen_1 == chosen_2 and tuned_1["nn"] == tuned_2["nn"]
+    assert set(chosen_1["tuned"]) == {"ps"}

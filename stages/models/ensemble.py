@@ -24,7 +24,7 @@ from sklearn.ensemble import VotingClassifier
 from sklearn.utils.metaestimators import available_if
 
 from stages import models
-from stages.evaluate import TrainingError
+from stages.evaluate import TrainingError, one_thread
 from stages.folds import class_folds
 from stages.params import ParamError, with_values
 
@@ -53,7 +53,8 @@ class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator)
         extra = {} if groups is None or "groups" not in signature(
             self.estimator_.fit).parameters else {"groups": groups}
-        self.estimator_.fit(X, y, **extra)
+        with one_thread():  # the same fit whether ensemble.n_jobs runs members at once
+            self.estimator_.fit(X, y, **extra)
         self.columns_ = np.searchsorted(self.classes_, self.estimator_.classes_)
         return self
 
@@ -101,11 +102,12 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
     """The soft vote of ``members`` (``(name, unfitted estimator)`` pairs), each calibrated."""
 
     def __init__(self, members: list | None = None, calibration: str = "temperature",
-                 calibration_folds: int = 3, seed: int = 42):
+                 calibration_folds: int = 3, seed: int = 42, n_jobs: int = 1):
         self.members = members
         self.calibration = calibration
         self.calibration_folds = calibration_folds
         self.seed = seed
+        self.n_jobs = n_jobs  # members trained at a time (joblib)
 
     def fit(self, X, y, groups=None) -> CalibratedVote:
         folds = class_folds(y, groups, self.calibration_folds, self.seed,
@@ -116,7 +118,7 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
                 [(name, CalibratedClassifierCV(
                     AllClasses(member, classes).set_fit_request(groups=True),
                     method=self.calibration, cv=folds)) for name, member in self.members],
-                voting="soft",
+                voting="soft", n_jobs=self.n_jobs,
             ).fit(X, y, groups=np.arange(len(y)) if groups is None else groups)
         self.classes_ = self.vote_.classes_
         return self
@@ -157,7 +159,7 @@ def build(params: dict, features: list[str], tuned: dict[str, dict] | None = Non
             else params
         members.append((name, model.build(member_params, features)))
     return CalibratedVote(members, section["calibration"], section["calibration_folds"],
-                          params["seed"])
+                          params["seed"], section["n_jobs"])
 
 
 MODELS = [models.Model("ensemble", "Ensemble", params=("seed", "ensemble"), build=build,

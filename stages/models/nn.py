@@ -24,22 +24,21 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from dvclive.fastai import DVCLiveCallback
 from fastai.tabular.all import (
     Callback,
-    CategoryBlock,
     CrossEntropyLossFlat,
+    DataLoader,
+    DataLoaders,
     EarlyStoppingCallback,
     GradientClip,
     Learner,
     SaveModelCallback,
-    TabularDataLoaders,
+    TabularModel,
     accuracy,
     set_seed,
     tabular_config,
-    tabular_learner,
 )
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
@@ -84,6 +83,26 @@ def early_stopping_rows(labels, groups, fraction: float, seed: int) -> np.ndarra
     return folds[0][1]
 
 
+class Rows:
+    """Training or watched rows for fastai's DataLoader: ``(no categories, features, class)``.
+
+    Tensors, not fastai's TabularPandas: that indexes a 2,474-column pandas frame for every
+    batch, which costs several times the network's own arithmetic.
+    """
+
+    def __init__(self, x: np.ndarray, targets: np.ndarray, rows: np.ndarray):
+        self.rows = rows  # positions in the table given to TabularNN.learner
+        self.x = torch.as_tensor(x[rows])
+        self.y = torch.as_tensor(targets[rows])
+        self.none = torch.zeros(0, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple:
+        return self.none, self.x[i], self.y[i]
+
+
 class TabularNN(ClassifierMixin, BaseEstimator):
     """A fastai tabular MLP trained one-cycle, as a scikit-learn classifier.
 
@@ -116,42 +135,37 @@ class TabularNN(ClassifierMixin, BaseEstimator):
         recording of each clip, kept on one side), which it then does not train on.
         """
         set_seed(self.seed, reproducible=True)
-        features = [f"x{i}" for i in range(np.shape(X)[1])]
-        table = pd.DataFrame(np.asarray(X, dtype=np.float32), columns=features)
-        table["label"] = np.asarray(y)
+        x = np.asarray(X, dtype=np.float32)
+        labels = np.asarray(y)
         if self.early_stopping:
-            watched = early_stopping_rows(table["label"], groups, self.early_stopping_valid,
-                                          self.seed)
+            watched = early_stopping_rows(labels, groups, self.early_stopping_valid, self.seed)
         else:
             if watch is not None:
-                shown = pd.DataFrame(np.asarray(watch[0], dtype=np.float32), columns=features)
-                table = pd.concat([table, shown.assign(label=np.asarray(watch[1]))],
-                                  ignore_index=True)
-            watched = np.arange(len(y), len(table))
-        n_train = len(table) - len(watched)
-        batch_size = min(self.batch_size, n_train)
+                x = np.concatenate([x, np.asarray(watch[0], dtype=np.float32)])
+                labels = np.concatenate([labels, np.asarray(watch[1])])
+            watched = np.arange(len(y), len(x))
+        trained = np.setdiff1d(np.arange(len(x)), watched)
+        batch_size = min(self.batch_size, len(trained))
         if batch_size < self.batch_size:  # fastai drops the incomplete batch: none left
-            print(f"nn.training.batch_size {self.batch_size} is more than the {n_train} "
-                  f"training clips: training on batches of {batch_size}")
-        # `valid_idx`, not `splits`: from_df silently ignores `splits` and splits at random.
-        # The vocabulary is every class of the table: fastai's default takes the training
-        # rows' only, and a class seen only in the watched rows then has no output unit.
-        dls = TabularDataLoaders.from_df(
-            table, cont_names=features, y_names="label",
-            y_block=CategoryBlock(vocab=sorted(table["label"].unique())),
-            valid_idx=list(watched), bs=batch_size, procs=[], num_workers=0,
+            print(f"nn.training.batch_size {self.batch_size} is more than the "
+                  f"{len(trained)} training clips: training on batches of {batch_size}")
+        # The vocabulary is every class of the table, watched ones too: a class seen only
+        # there still has an output unit.
+        vocab = np.unique(labels)
+        targets = np.searchsorted(vocab, labels)
+        dls = DataLoaders(
+            DataLoader(Rows(x, targets, trained), bs=batch_size, shuffle=True, drop_last=True),
+            DataLoader(Rows(x, targets, watched), bs=batch_size),
         )
-        loss_func = None  # fastai's default: unweighted cross-entropy
+        dls.vocab = list(vocab)
+        weight = None  # unweighted cross-entropy, fastai's default for a category target
         if self.class_weights == "balanced":
-            weights = compute_class_weight(  # in vocab order, from the labels trained on
-                "balanced", classes=np.asarray(list(dls.vocab)),
-                y=table["label"].drop(index=watched).to_numpy(),
-            )
-            loss_func = CrossEntropyLossFlat(weight=torch.tensor(weights, dtype=torch.float32))
-        return tabular_learner(
-            dls, layers=list(self.layers), metrics=accuracy, wd=self.wd, loss_func=loss_func,
-            config=tabular_config(ps=self.ps, embed_p=self.embed_p),
-        )
+            weight = torch.tensor(compute_class_weight(  # in vocab order, from the training
+                "balanced", classes=vocab, y=labels[trained]), dtype=torch.float32)
+        model = TabularModel([], x.shape[1], len(vocab), list(self.layers),
+                             **tabular_config(ps=self.ps, embed_p=self.embed_p))
+        return Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=weight),
+                       metrics=accuracy, wd=self.wd)
 
     def fit(self, X, y, groups=None, watch=None, live=None) -> TabularNN:
         learn = self.learner(X, y, groups, watch)
