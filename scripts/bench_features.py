@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.audio import FeatureParams, feature_names  # noqa: E402
-from stages.feature_extraction import extract_features  # noqa: E402
+from stages.extraction import extract_features  # noqa: E402
 
 
 def naive_features(path: str) -> np.ndarray:

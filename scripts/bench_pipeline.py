@@ -41,11 +41,25 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from stages import models  # noqa: E402
 from stages.params import read_yaml  # noqa: E402
 
-STAGES = ("download", "feature-extraction", "normalize", "train-svc", "train-nn-2layer",
-          "train-nn-5layer", "train-ensemble", "compare")
-MODELS = ("svc", "nn-2layer", "nn-5layer", "ensemble")
+
+def stages_of(project: Path, params: dict, dataset: str) -> list[str]:
+    """The stages of dvc.yaml that run for ``dataset``, in the file's (the DAG's) order:
+    ``<stage>@<dataset>`` for a ``foreach`` over a list holding it (``datasets``,
+    ``cnn.datasets``), the plain name otherwise."""
+    found = []
+    for name, stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" not in stage:
+            found.append(name)
+            continue
+        node = params
+        for part in stage["foreach"].strip("${}").split("."):
+            node = node[part]
+        if dataset in node:
+            found.append(f"{name}@{dataset}")
+    return found
 
 
 def esc50_folder(path: Path) -> Path:
@@ -177,8 +191,8 @@ def main() -> None:
         run(cmd, project, log)
 
     times = {}
-    for stage in STAGES:
-        name = stage if stage == "compare" else f"{stage}@{args.dataset}"
+    for name in stages_of(project, params, args.dataset):
+        stage = name.split("@")[0]
         times[stage] = run(["dvc", "repro", "-s", name], project, log)
         print(f"  {stage:<20} {times[stage]:7.1f} s", flush=True)
     after = sum(t for s, t in times.items() if s != "download")
@@ -190,8 +204,11 @@ def main() -> None:
     print(f"| **all after download** | **{after:.1f}** |")
     print(f"| all | {sum(times.values()):.1f} |\n")
     print("| model | accuracy | balanced accuracy |\n|---|---|---|")
-    for model in MODELS:
-        m = json.loads((project / "metrics" / args.dataset / f"{model}.json").read_text())
+    for model in models.every():
+        path = project / "metrics" / args.dataset / f"{model}.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
         cells = [f"{100 * m[k]:.1f}" + (f" ± {100 * m['std'][k]:.1f}" if "std" in m else "")
                  for k in ("accuracy", "balanced_accuracy")]
         print(f"| {model} | {' | '.join(cells)} |")

@@ -21,24 +21,39 @@ from stages.table import BLOCKS
 
 
 @dataclass(frozen=True)
-class FeatureParams:
-    """The ``features`` section of params.yaml that defines the feature values."""
+class Recipe:
+    """What is computed of a clip: how it is loaded (``sr``, ``duration``, see
+    :func:`load_clip`) and computed, a batch of loaded clips at a time (``batch``)."""
 
     sr: int = 44100
     duration: float = 5.0
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    cqt_bins: int = 84
 
     @classmethod
-    def from_params(cls, section: dict) -> FeatureParams:
+    def from_params(cls, section: dict) -> Recipe:
+        """From a params section; keys that are not fields (``n_jobs``...) are ignored."""
         fields = cls.__dataclass_fields__
         return cls(**{k: v for k, v in section.items() if k in fields})
 
     @property
     def n_samples(self) -> int:
         return int(round(self.sr * self.duration))
+
+    def batch(self, ys: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FeatureParams(Recipe):
+    """The ``features`` section of params.yaml that defines the feature values."""
+
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    cqt_bins: int = 84
+
+    def batch(self, ys: np.ndarray) -> np.ndarray:
+        """Feature vectors of a batch of loaded clips (:func:`batch_features`)."""
+        return batch_features(ys, self)
 
     def block_sizes(self) -> dict[str, int]:
         return dict(zip(BLOCKS, (1 + self.n_fft // 2, self.n_mels, self.cqt_bins), strict=True))
@@ -53,11 +68,27 @@ def feature_names(params: FeatureParams) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class LogMelParams(Recipe):
+    """The ``spectrograms`` section: each clip's log-mel spectrogram, for the CNN."""
+
+    sr: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+
+    def batch(self, ys: np.ndarray) -> np.ndarray:
+        """``power_to_db(melspectrogram, ref=max)`` of each clip: (clips, n_mels, frames)."""
+        mel = librosa.feature.melspectrogram(y=ys, sr=self.sr, n_fft=self.n_fft,
+                                             hop_length=self.hop_length, n_mels=self.n_mels)
+        return np.stack([librosa.power_to_db(m, ref=np.max) for m in mel])
+
+
 class AudioError(ValueError):
     """A file that cannot be used as a clip: unreadable, empty or truncated."""
 
 
-def load_clip(path: str | Path, params: FeatureParams) -> np.ndarray:
+def load_clip(path: str | Path, params: Recipe) -> np.ndarray:
     """The first ``duration`` seconds of a clip, mono at ``sr``, zero-padded to full length.
 
     Only the frames needed are decoded (``librosa.load`` with ``duration``); stereo is

@@ -184,6 +184,28 @@ SCHEMA: dict[str, Validator] = {
     "nn.training.early_stopping": lambda v: None if v is None else integer(1)(v),
     "nn.training.early_stopping_valid": fraction,
     "nn_deep.layers": layer_list,
+    "spectrograms.sr": integer(1),
+    "spectrograms.duration": positive_number,
+    "spectrograms.n_fft": integer(16),
+    "spectrograms.hop_length": integer(1),
+    "spectrograms.n_mels": integer(1),
+    "cnn.datasets": lambda v: None,  # checked against datasets in problems()
+    "cnn.training.channels": layer_list,
+    "cnn.training.dropout": probability,
+    "cnn.training.epochs": integer(1),
+    "cnn.training.lr": positive_number,
+    "cnn.training.batch_size": integer(1),
+    "cnn.training.wd": weight_decay,
+    "cnn.training.shift": probability,
+    "cnn.training.freq_mask": integer(0),
+    "cnn.training.time_mask": integer(0),
+    "cnn.training.mixup": lambda v: None if _is_number(v) and v >= 0 else (
+        "must be a non-negative number (0: no mixup)"),
+    "cnn.training.class_weights": one_of(*CLASS_WEIGHTS),
+    "cnn.training.grad_clip": lambda v: None if v is None else positive_number(v),
+    "cnn.training.early_stopping": lambda v: None if v is None else integer(1)(v),
+    "cnn.training.early_stopping_valid": fraction,
+    "cnn.training.device": one_of("auto", "cpu", "cuda"),
     "ensemble.members": members,
     "ensemble.calibration": one_of(*CALIBRATIONS),
     "ensemble.calibration_folds": integer(2),
@@ -191,6 +213,7 @@ SCHEMA: dict[str, Validator] = {
     # architectures (nn.layers, nn_deep.layers) are compared as experiments, not tuned
     "tune.svc": grid_of("svc"),
     "tune.nn": grid_of("nn.training"),
+    "tune.cnn": grid_of("cnn.training"),
     "tune.folds": integer(2),
     "tune.n_jobs": n_jobs,
     "tune.metric": one_of(*METRICS),
@@ -228,6 +251,11 @@ def problems(params: dict) -> list[str]:
             and len(set(names)) == len(names)):
         found.append(f"'datasets' must be a non-empty list of distinct names from "
                      f"{', '.join(DATASETS)}; got {names!r}")
+    elif "cnn.datasets" in flat and not (
+            isinstance(flat["cnn.datasets"], list) and set(flat["cnn.datasets"]) <= set(names)
+            and len(set(flat["cnn.datasets"])) == len(flat["cnn.datasets"])):
+        found.append(f"'cnn.datasets' must be a list of distinct names from datasets "
+                     f"({', '.join(names)}), [] for none; got {flat['cnn.datasets']!r}")
     return sorted(found)
 
 

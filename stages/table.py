@@ -18,6 +18,10 @@ import pandas as pd
 BLOCKS = ("stft", "mel", "cqt")  # the feature blocks, in column order
 
 
+class InputsError(ValueError):
+    """A model's inputs file that lacks clips of the table."""
+
+
 def feature_columns(columns: list[str]) -> list[str]:
     """The feature columns of a table, in table order (everything else is metadata)."""
     return [c for c in columns if c.split("_", 1)[0] in BLOCKS and c.rsplit("_", 1)[-1].isdigit()]
@@ -40,6 +44,8 @@ class Round:
     name: str
     table: pd.DataFrame
     features: list[str]
+    # other inputs than the feature columns, a row per table row (log-mel spectrograms)
+    inputs: np.ndarray | None = None
 
     @property
     def is_valid(self) -> np.ndarray:
@@ -50,9 +56,29 @@ class Round:
         return self.table[self.table["split"] == part]
 
     def xy(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        """Features and labels of the ``train`` or ``valid`` part."""
+        """Features (or ``inputs``) and labels of the ``train`` or ``valid`` part."""
         rows = self.rows(part)
+        if self.inputs is not None:
+            return self.inputs[(self.table["split"] == part).to_numpy()], rows["label"].to_numpy()
         return rows[self.features].to_numpy(), rows["label"].to_numpy()
+
+    def part(self, part: str, name: str, is_valid: np.ndarray) -> Round:
+        """The ``part`` of this round cut anew by ``is_valid`` (over its rows), as a round:
+        ``tune``'s inner folds."""
+        keep = (self.table["split"] == part).to_numpy()
+        table = self.table[keep].reset_index(drop=True)
+        return Round(name, table.assign(split=np.where(is_valid, "valid", "train")),
+                     self.features, None if self.inputs is None else self.inputs[keep])
+
+    def with_inputs(self, by_filename: dict[str, int], inputs: np.ndarray, source: str
+                    ) -> Round:
+        """This round reading ``inputs[by_filename[clip]]`` for every clip."""
+        missing = sorted(set(self.table["filename"]) - by_filename.keys())
+        if missing:
+            raise InputsError(f"{source} has no entry for {len(missing)} clip(s) of the table, "
+                           f"e.g. {missing[0]}: rerun the stage that makes it")
+        rows = self.table["filename"].map(by_filename).to_numpy()
+        return Round(self.name, self.table, self.features, inputs[rows])
 
     def non_finite(self) -> pd.DataFrame:
         """The clips (``filename``, ``split``) with a NaN or infinite feature value."""
@@ -71,6 +97,13 @@ def load_rounds(path: Path) -> list[Round]:
         return [Round("valid", table, features)]
     return [Round(str(name), part.reset_index(drop=True), features)
             for name, part in table.groupby("round", sort=False)]
+
+
+def load_inputs(path: Path) -> tuple[dict[str, int], np.ndarray]:
+    """An inputs file (``filename`` and ``values``, e.g. stages.spectrograms's): each clip's
+    row, and the values."""
+    with np.load(path) as data:
+        return {str(f): i for i, f in enumerate(data["filename"])}, data["values"]
 
 
 def recording_groups(rows: pd.DataFrame) -> np.ndarray:

@@ -89,14 +89,13 @@ def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     train = rnd.rows("train").reset_index(drop=True)
     folds = inner_folds(train, tuning["folds"], params["seed"], f"round {rnd.name}")
     candidates = combinations(searched)
-    tasks = [(values, Round(f"{rnd.name}/{name}",  # e.g. fold5/fold1 in messages
-                            train.assign(split=np.where(is_valid, "valid", "train")),
-                            rnd.features))
-             for values in candidates for name, is_valid in folds.items()]
+    inner = {name: rnd.part("train", f"{rnd.name}/{name}", is_valid)  # e.g. fold5/fold1
+             for name, is_valid in folds.items()}
+    tasks = [(values, inner[name]) for values in candidates for name in folds]
     outcomes = list(tqdm(
         Parallel(n_jobs=tuning["n_jobs"], return_as="generator")(
-            delayed(fit_fold)(model, with_values(params, model.section, values), inner)
-            for values, inner in tasks),
+            delayed(fit_fold)(model, with_values(params, model.section, values), fold)
+            for values, fold in tasks),
         total=len(tasks), desc=f"tune.{model.tune} in round {rnd.name}"))
     scores = []
     for k, values in enumerate(candidates):

@@ -6,7 +6,7 @@ import pytest
 
 from scripts.bench_features import naive_features as reference_features
 from stages.audio import FeatureParams, feature_names, file_features, load_clip
-from stages.feature_extraction import ExtractionError, extract_features
+from stages.extraction import ExtractionError, extract_features
 from stages.table import feature_columns
 
 FP = FeatureParams()

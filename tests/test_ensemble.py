@@ -69,7 +69,7 @@ def test_an_unknown_member_stops_the_stage_before_any_training(tmp_path):
     os.chdir(tmp_path)
     try:
         with pytest.raises(SystemExit, match=r"train-ensemble: no model called 'knn' \(known: "
-                                             r"svc, nn-2layer, nn-5layer, ensemble\)"):
+                                             r"svc, nn-2layer, nn-5layer, cnn, ensemble\)"):
             main(["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"])
     finally:
         os.chdir(cwd)
@@ -127,3 +127,13 @@ def test_members_trained_at_once_give_the_same_ensemble():
     # on the process's BLAS threads, which differ: equal to 1e-6, identical votes
     np.testing.assert_allclose(probs[0], probs[1], rtol=1e-6, atol=1e-9)
     assert (probs[0].argmax(axis=1) == probs[1].argmax(axis=1)).all()
+
+
+def test_a_member_reading_other_inputs_is_refused_naming_it():
+    from stages.models.ensemble import build
+    from stages.params import ParamError
+
+    params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "cnn"]}}
+    with pytest.raises(ParamError, match=r"'ensemble.members': cnn reads spectrograms, not "
+                                         r"the feature table"):
+        build(params, ["stft_mean_0"])

@@ -14,7 +14,8 @@ from distributed import LocalCluster
 
 from scripts.bench_features import naive_features as reference_features
 from stages.audio import FeatureParams, batch_features, feature_names, load_clip
-from stages.feature_extraction import ExtractionError, extract_features, run
+from stages.extraction import ExtractionError, extract_features
+from stages.feature_extraction import run
 from tests.conftest import REPO, assert_features_equal
 
 FP = FeatureParams()
@@ -90,6 +91,7 @@ def cluster():
         yield c
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_dask_backend_gives_the_same_values(wav, cluster):
     paths = [wav(f"{k}.wav", target=k % 4, seconds=2.0) for k in range(6)]
     local, _ = extract_features(paths, FP, n_jobs=2, batch_size=4)
@@ -107,6 +109,7 @@ def test_dask_backend_reports_the_clip_at_fault(wav, tmp_path, cluster):
                          scheduler=cluster.scheduler_address)
 
 
+@pytest.mark.slow  # the script in a process of its own
 def test_benchmark_script_runs_on_two_clips(wav):
     """Not a timing test: the benchmark runs end to end and compares the two extractors."""
     paths = [wav("a.wav", target=0, seconds=5.0), wav("b.wav", target=2, seconds=1.5)]

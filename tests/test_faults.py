@@ -30,7 +30,7 @@ from stages.archive import DownloadError, _download
 from stages.audio import FeatureParams
 from stages.datasets import LayoutError
 from stages.download import download
-from stages.feature_extraction import ExtractionError, extract_features
+from stages.extraction import ExtractionError, extract_features
 from tests.conftest import REPO
 
 FP = FeatureParams()

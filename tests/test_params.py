@@ -46,6 +46,10 @@ def test_shipped_params_are_valid_and_cover_every_adapter(params):
     ("ensemble.members", ["svc"], "'ensemble.members' must be a list of two or more distinct "
                                   "model names, e.g. [svc, nn-2layer]; got ['svc']"),
     ("ensemble.members", ["svc", "svc"], "'ensemble.members' must be a list of two or more"),
+    ("cnn.datasets", ["esc10"], "'cnn.datasets' must be a list of distinct names from "
+                                "datasets (esc50, freesound), [] for none; got ['esc10']"),
+    ("cnn.training.device", "gpu", "'cnn.training.device' must be one of auto, cpu, cuda"),
+    ("cnn.training.mixup", -1, "'cnn.training.mixup' must be a non-negative number"),
     ("ensemble.calibration", "platt",
      "'ensemble.calibration' must be one of temperature, sigmoid, isotonic"),
     ("ensemble.calibration_folds", 1, "'ensemble.calibration_folds' must be an integer >= 2"),

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -224,12 +225,15 @@ def test_sweep_queues_the_documented_grid(project):
 def test_every_declared_plot_exists_and_renders(project):
     repo, _ = project
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    declared = [next(iter(p)) if isinstance(p, dict) else p for p in pipeline["plots"]]
-    for stage in pipeline["stages"].values():
-        for entry in stage.get("do", stage).get("plots", []):
-            declared.append(next(iter(entry)))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     datasets = ["esc50", "freesound"]
-    paths = {p.replace("${item}", d) for p in declared for d in datasets}
+    paths = {next(iter(p)) if isinstance(p, dict) else p for p in pipeline["plots"]}
+    for stage in pipeline["stages"].values():
+        # a stage's plots for every item of its foreach (cnn.datasets: none by default)
+        items = {"${datasets}": datasets, "${cnn.datasets}": params["cnn"]["datasets"]}[
+            stage["foreach"]] if "foreach" in stage else [None]
+        for entry in stage.get("do", stage).get("plots", []):
+            paths |= {next(iter(entry)).replace("${item}", str(d)) for d in items}
     for path in sorted(paths):
         assert (repo / path).exists(), path
     assert len(list((repo / "plots/confusion").rglob("*.png"))) == 8
@@ -297,3 +301,21 @@ def test_recommended_configuration_runs_as_the_readme_says(project):
     ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
     assert {f"accuracy_{m}" for m in ("svc", "nn-2layer", "nn-5layer")} <= set(ensemble)
     assert "recommended" in sh("dvc", "exp", "list", cwd=repo)
+
+
+def test_exp_run_adds_the_cnn_for_a_dataset(project):
+    """cnn.datasets (empty by default) adds the spectrograms and train-cnn stages of a
+    dataset; the CNN's metrics, curves and confusion plot join the others in compare."""
+    repo, _ = project
+    sh("git", "checkout", "--", "params.yaml", cwd=repo)
+    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "cnn.datasets=[esc50]",
+             "-S", "cnn.training.epochs=15", "-S", "cnn.training.channels=[8,16,32]", cwd=repo)
+    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    assert {"spectrograms@esc50", "train-cnn@esc50", "compare"} <= ran, log
+    with np.load(repo / "data/spectrograms/esc50.npz") as data:
+        assert data["values"].shape == (60, 64, 216) and data["values"].dtype == np.float16
+    metrics = json.loads((repo / "metrics/esc50/cnn.json").read_text())
+    assert metrics["n_valid"] == 12 and metrics["accuracy"] >= 0.5  # chance is 0.25
+    assert (repo / "plots/training/esc50/cnn/eval/loss.tsv").is_file()
+    assert "| ESC-50 | CNN | [8, 16, 32] | 1 |" in (repo / "metrics/compare.md").read_text()
+    assert (repo / "plots/confusion/esc50/cnn.png").is_file()

@@ -67,8 +67,8 @@ def shipped_params() -> dict:
 
 def test_the_registry_lists_every_model_once_in_order():
     found = models.every()
-    assert list(found) == ["svc", "nn-2layer", "nn-5layer", "ensemble"]
-    assert [m.display for m in found.values()] == ["LinearSVC", "NN", "NN", "Ensemble"]
+    assert list(found) == ["svc", "nn-2layer", "nn-5layer", "cnn", "ensemble"]
+    assert [m.display for m in found.values()] == ["LinearSVC", "NN", "NN", "CNN", "Ensemble"]
     assert models.module_of("nn-5layer") == "stages.models.nn"
     assert models.get("nn-5layer") is found["nn-5layer"]
     with pytest.raises(params.ParamError, match=r"no model called 'rf' \(known: svc, "):
@@ -78,7 +78,7 @@ def test_the_registry_lists_every_model_once_in_order():
 def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compared(
         knn_registered, tmp_path, monkeypatch):
     knn = models.get("knn")
-    assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "ensemble", "knn"]
+    assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "cnn", "ensemble", "knn"]
     table = grouped_table(n_per_class=20)
     features = [c for c in table.columns if c.startswith("stft_")]
     rounds = [table.assign(round=f"fold{k + 1}", split=np.where(

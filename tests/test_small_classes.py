@@ -15,7 +15,7 @@ from stages.evaluate import TrainingError, fit_predict
 from stages.folds import class_folds
 from stages.models import get
 from stages.models.ensemble import AllClasses
-from stages.models.nn import early_stopping_rows
+from stages.models.fastai_base import early_stopping_rows
 from stages.normalize import untrained_classes
 from stages.table import Round
 from stages.train_ensemble import fit_round

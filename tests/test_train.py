@@ -13,7 +13,7 @@ from fastai.tabular.all import Callback, DataLoader, GradientClip
 
 from stages.evaluate import TrainingError, classification_metrics
 from stages.models import get
-from stages.models.nn import Rows, early_stopping_rows
+from stages.models.fastai_base import Rows, early_stopping_rows
 from stages.table import Round, load_rounds, recording_groups
 from tests.conftest import REPO, separable_table
 
@@ -55,8 +55,9 @@ def fit_nn(rnd, tmp_path, **overrides):
 
 def predict(learn, x):
     """Class names fastai's own inference (get_preds) predicts for the feature rows ``x``."""
-    rows = DataLoader(Rows(np.asarray(x, dtype=np.float32), np.zeros(len(x), dtype=int),
-                           np.arange(len(x))), bs=16)
+    x = np.asarray(x, dtype=np.float32)
+    rows = DataLoader(Rows((np.zeros((len(x), 0), dtype=np.int64), x),
+                           np.zeros(len(x), dtype=int), np.arange(len(x))), bs=16)
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=rows)
     return np.asarray(learn.dls.vocab)[probs.argmax(dim=1).numpy()]

@@ -39,6 +39,7 @@ class Model:
     tune: str | None = None  # its search grid, tune.<tune>, over the keys of ...
     tuned_section: str | None = None  # ... this section (default: the grid's name)
     architecture: Callable[[dict], str] | None = None  # for compare: e.g. "[200, 100]"
+    inputs: str = "features"  # or "spectrograms": what X is (stages.train --inputs)
 
     @property
     def section(self) -> str | None:
@@ -70,12 +71,12 @@ def get(name: str) -> Model:
 
 
 def every() -> dict[str, Model]:
-    """Every registered model by name, in module order (svc, nn, ensemble first)."""
-    first = ["svc", "nn", "ensemble"]
+    """Every registered model by name, in module order (svc, nn, cnn, ensemble first)."""
+    first = ["svc", "nn", "cnn", "ensemble"]
     names = sorted((m.name for m in pkgutil.iter_modules(__path__)),
                    key=lambda n: (first.index(n) if n in first else len(first), n))
-    return {model.name: model for family in names
-            for model in importlib.import_module(f"{__name__}.{family}").MODELS}
+    return {model.name: model for family in names  # a shared module registers none
+            for model in getattr(importlib.import_module(f"{__name__}.{family}"), "MODELS", [])}
 
 
 def architecture_of(key: str) -> Callable[[dict], str]:

@@ -155,6 +155,9 @@ def build(params: dict, features: list[str], tuned: dict[str, dict] | None = Non
         model = models.get(name)
         if model.name == "ensemble":
             raise ParamError("'ensemble.members' cannot include the ensemble itself")
+        if model.inputs != "features":
+            raise ParamError(f"'ensemble.members': {name} reads {model.inputs}, not the "
+                             "feature table the ensemble's members share")
         member_params = with_values(params, model.section, tuned[name]) if name in tuned \
             else params
         members.append((name, model.build(member_params, features)))

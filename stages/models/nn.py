@@ -4,113 +4,28 @@ Two models: ``nn-2layer`` trains ``nn.layers``, ``nn-5layer`` trains ``nn_deep.l
 both take every other setting from ``nn.training``, so a new training setting reaches both
 stages (each declares that section whole) while ``nn.layers`` reruns only the first.
 
-The target is always categorical (``CategoryBlock``): fastai would otherwise make an
-integer label a one-output regression, which is how the original FreeSound run collapsed
-to a single class. Given ``live``, per-epoch training and validation loss and accuracy are
-logged by dvclive's ``DVCLiveCallback``.
-
-As originally run, the per-epoch validation figures are those of the validation part
-(``watch``), which only watches training. With ``early_stopping`` (a patience in epochs),
-training instead watches a validation set carved from the training part
-(``early_stopping_valid``, stratified by class, recordings of one ``src_file`` kept
-together), stops when its loss has not improved for that many epochs and restores the best
-epoch's weights; the validation part stays unseen until the final scoring.
+The target is always categorical (a class index per label): fastai would otherwise make
+an integer label a one-output regression, which is how the original FreeSound run
+collapsed to a single class. Training, early stopping and curves: stages.models.fastai_base.
 """
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import torch
-from dvclive.fastai import DVCLiveCallback
-from fastai.tabular.all import (
-    Callback,
-    CrossEntropyLossFlat,
-    DataLoader,
-    DataLoaders,
-    EarlyStoppingCallback,
-    GradientClip,
-    Learner,
-    SaveModelCallback,
-    TabularModel,
-    accuracy,
-    set_seed,
-    tabular_config,
-)
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.class_weight import compute_class_weight
+from fastai.tabular.all import TabularModel, tabular_config
 
-from stages.evaluate import TrainingError
-from stages.folds import class_folds
 from stages.models import Model, architecture_of
+from stages.models.fastai_base import FastaiClassifier
 
 
-class NaNGuard(Callback):
-    """Stop training with an error as soon as the loss is NaN or infinite."""
+class TabularNN(FastaiClassifier):
+    """fastai's tabular MLP (``TabularModel``, no categorical columns) on feature rows.
 
-    order = 100
-
-    def after_loss(self) -> None:
-        if not torch.isfinite(self.learn.loss).all():
-            raise TrainingError(
-                f"loss became {self.learn.loss.item()} in epoch {self.epoch + 1}; "
-                "lower nn.training.lr or use a scaler (normalize.scaler)"
-            )
-
-
-class RestoreBest(SaveModelCallback):
-    """Keep the weights of the epoch with the lowest validation loss and restore them.
-
-    A subclass only for its attribute name: DVCLiveCallback would log a callback called
-    ``save_model`` as a DVC artifact.
+    The constructor takes ``layers``, ``seed`` and the keys of ``nn.training``.
     """
 
-
-def early_stopping_rows(labels, groups, fraction: float, seed: int) -> np.ndarray:
-    """Positions of a stratified validation set for early stopping among training clips.
-
-    Clips cut from one recording (``groups``: ``src_file``, ESC-50) stay on one side, or it
-    would leak; a class with a single recording stays in training (stages.folds).
-    """
-    n_splits = max(2, round(1 / fraction))
-    folds = class_folds(labels, groups, n_splits, seed, keep_below=2,
-                        param=f"nn.training.early_stopping_valid {fraction} "
-                              f"(1 fold in {n_splits})",
-                        where="the training part")
-    return folds[0][1]
-
-
-class Rows:
-    """Training or watched rows for fastai's DataLoader: ``(no categories, features, class)``.
-
-    Tensors, not fastai's TabularPandas: that indexes a 2,474-column pandas frame for every
-    batch, which costs several times the network's own arithmetic.
-    """
-
-    def __init__(self, x: np.ndarray, targets: np.ndarray, rows: np.ndarray):
-        self.rows = rows  # positions in the table given to TabularNN.learner
-        self.x = torch.as_tensor(x[rows])
-        self.y = torch.as_tensor(targets[rows])
-        self.none = torch.zeros(0, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> tuple:
-        return self.none, self.x[i], self.y[i]
-
-
-class TabularNN(ClassifierMixin, BaseEstimator):
-    """A fastai tabular MLP trained one-cycle, as a scikit-learn classifier.
-
-    The constructor takes ``layers``, ``seed`` and the keys of ``nn.training``. The fitted
-    estimator keeps only the torch model, so it pickles small; ``decision_function`` gives
-    the logits. ``fit_info_`` holds the kept epoch's ``valid_loss`` and, with early
-    stopping, ``best_epoch`` (counted from 1) and ``epochs_run``.
-    """
+    section = "nn.training"
 
     def __init__(self, layers=(200, 100), epochs=10, lr=1e-3, batch_size=64, ps=0.0,
                  embed_p=0.0, wd=None, class_weights="none", grad_clip=None,
@@ -128,93 +43,13 @@ class TabularNN(ClassifierMixin, BaseEstimator):
         self.early_stopping_valid = early_stopping_valid
         self.seed = seed
 
-    def learner(self, X, y, groups=None, watch=None) -> Learner:
-        """The fastai learner ``fit`` trains: on ``X, y``, reporting ``watch`` each epoch.
+    def network(self, x: np.ndarray, n_classes: int) -> torch.nn.Module:
+        return TabularModel([], x.shape[1], n_classes, list(self.layers),
+                            **tabular_config(ps=self.ps, embed_p=self.embed_p))
 
-        With early stopping it reports a part carved from ``X`` instead (``groups``: the
-        recording of each clip, kept on one side), which it then does not train on.
-        """
-        set_seed(self.seed, reproducible=True)
-        x = np.asarray(X, dtype=np.float32)
-        labels = np.asarray(y)
-        if self.early_stopping:
-            watched = early_stopping_rows(labels, groups, self.early_stopping_valid, self.seed)
-        else:
-            if watch is not None:
-                x = np.concatenate([x, np.asarray(watch[0], dtype=np.float32)])
-                labels = np.concatenate([labels, np.asarray(watch[1])])
-            watched = np.arange(len(y), len(x))
-        trained = np.setdiff1d(np.arange(len(x)), watched)
-        batch_size = min(self.batch_size, len(trained))
-        if batch_size < self.batch_size:  # fastai drops the incomplete batch: none left
-            print(f"nn.training.batch_size {self.batch_size} is more than the "
-                  f"{len(trained)} training clips: training on batches of {batch_size}")
-        # The vocabulary is every class of the table, watched ones too: a class seen only
-        # there still has an output unit.
-        vocab = np.unique(labels)
-        targets = np.searchsorted(vocab, labels)
-        dls = DataLoaders(
-            DataLoader(Rows(x, targets, trained), bs=batch_size, shuffle=True, drop_last=True),
-            DataLoader(Rows(x, targets, watched), bs=batch_size),
-        )
-        dls.vocab = list(vocab)
-        weight = None  # unweighted cross-entropy, fastai's default for a category target
-        if self.class_weights == "balanced":
-            weight = torch.tensor(compute_class_weight(  # in vocab order, from the training
-                "balanced", classes=vocab, y=labels[trained]), dtype=torch.float32)
-        model = TabularModel([], x.shape[1], len(vocab), list(self.layers),
-                             **tabular_config(ps=self.ps, embed_p=self.embed_p))
-        return Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=weight),
-                       metrics=accuracy, wd=self.wd)
-
-    def fit(self, X, y, groups=None, watch=None, live=None) -> TabularNN:
-        learn = self.learner(X, y, groups, watch)
-        kept = self.train(learn, live)
-        self.fit_info_ = {k: float(v) for k, v in kept.items()  # none watched: no loss
-                          if k in ("valid_loss", "best_epoch", "epochs_run") and v is not None}
-        self.classes_ = np.unique(np.asarray(y))
-        vocab = list(learn.dls.vocab)
-        self.columns_ = [vocab.index(c) for c in self.classes_]  # vocab order -> classes_
-        self.model_ = learn.model.eval()
-        return self
-
-    def train(self, learn: Learner, live=None) -> dict[str, float]:
-        """One-cycle training; the figures of the epoch whose weights the model keeps.
-
-        That is the last epoch, or with early stopping the best one. With ``live``, every
-        epoch is printed and logged by dvclive; without, training is quiet.
-        """
-        learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
-        callbacks = [NaNGuard()] + ([DVCLiveCallback(live=live)] if live else [])
-        if self.grad_clip:
-            callbacks.append(GradientClip(self.grad_clip))
-        quiet = learn.no_logging() if live is None else contextlib.nullcontext()
-        with tempfile.TemporaryDirectory() as checkpoints, learn.no_bar(), quiet:
-            if self.early_stopping:
-                learn.path, learn.model_dir = Path(checkpoints), "."
-                callbacks += [EarlyStoppingCallback(patience=self.early_stopping),
-                              RestoreBest(fname="best")]
-            learn.fit_one_cycle(self.epochs, self.lr, cbs=callbacks)
-            learn.path = Path(".")
-        # names end with "time", values do not: zip stops at the shorter
-        epochs = [dict(zip(learn.recorder.metric_names[1:], values, strict=False))
-                  for values in learn.recorder.values]
-        if not self.early_stopping:
-            return epochs[-1]
-        best = int(np.argmin([e["valid_loss"] for e in epochs]))
-        return {**epochs[best], "best_epoch": best + 1, "epochs_run": len(epochs)}
-
-    def decision_function(self, X) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        with torch.no_grad():
-            logits = self.model_(torch.zeros((len(x), 0), dtype=torch.long), x)
-        return logits[:, self.columns_].numpy()
-
-    def predict_proba(self, X) -> np.ndarray:
-        return torch.softmax(torch.as_tensor(self.decision_function(X)), dim=1).numpy()
-
-    def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+    def inputs(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """No categorical columns (an empty integer array), then the features."""
+        return np.zeros((len(x), 0), dtype=np.int64), x
 
 
 def builder(layers_key: str):

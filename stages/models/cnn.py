@@ -1,0 +1,137 @@
+"""A small CNN on log-mel spectrograms (the ``cnn`` section; input from `spectrograms`).
+
+Every other model sees per-bin means and standard deviations: the time structure of a
+sound (onsets, ticks, a rotor's rhythm) is averaged away. This one reads each clip's
+log-mel spectrogram (stages.spectrograms), standardized per mel band on the training
+clips, through ``len(cnn.channels)`` blocks of 3x3 convolution, batch norm, ReLU and 2x2
+max pooling, then average and max pooling over what is left of time and frequency,
+dropout (``cnn.dropout``) and a linear layer. Trained by fastai one-cycle like the MLPs
+(stages.models.fastai_base), with the augmentations that matter for small audio sets,
+drawn anew for every batch from torch's seeded generator:
+
+- a random circular shift in time of up to ``cnn.shift`` of the clip (sounds start
+  anywhere; ESC clips are padded with silence);
+- SpecAugment masks: one band of up to ``cnn.freq_mask`` mel bands and one span of up to
+  ``cnn.time_mask`` frames set to the band's mean;
+- mixup (``cnn.mixup``: its Beta(alpha, alpha); 0 = off), fastai's ``MixUp``.
+
+``cnn.device``: ``auto`` (a GPU when torch sees one), ``cpu`` or ``cuda``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from fastai.tabular.all import Callback, MixUp
+from torch import nn
+
+from stages.models import Model
+from stages.models.fastai_base import FastaiClassifier
+from stages.params import ParamError
+
+
+class SpecAugment(Callback):
+    """Random time shift and one frequency and one time mask per clip, training only."""
+
+    order = 50  # before MixUp, which mixes the augmented clips
+
+    def __init__(self, shift: float, freq_mask: int, time_mask: int):
+        self.shift, self.freq_mask, self.time_mask = shift, freq_mask, time_mask
+
+    def before_batch(self) -> None:
+        if not self.training:
+            return
+        x = self.xb[0]  # (clips, 1, bands, frames), standardized: 0 is a band's mean
+        n, _, bands, frames = x.shape
+        if self.shift:
+            most = int(self.shift * frames)
+            steps = torch.randint(-most, most + 1, (n,)).tolist()
+            x = torch.stack([torch.roll(clip, k, dims=-1) for clip, k in zip(x, steps,
+                                                                              strict=True)])
+        x = x * self._keep(n, bands, self.freq_mask, x.device)[:, None, :, None]
+        x = x * self._keep(n, frames, self.time_mask, x.device)[:, None, None, :]
+        self.learn.xb = (x,)
+
+    @staticmethod
+    def _keep(n: int, size: int, widest: int, device) -> torch.Tensor:
+        """(n, size) of 1, with one span of 0 to ``widest`` zeros per row at random."""
+        width = torch.randint(0, min(widest, size) + 1, (n, 1))
+        start = (torch.rand(n, 1) * (size - width + 1)).long()
+        positions = torch.arange(size)[None]
+        return (~((positions >= start) & (positions < start + width))).float().to(device)
+
+
+class ConvNet(nn.Module):
+    def __init__(self, channels: list[int], n_classes: int, dropout: float):
+        super().__init__()
+        blocks, c_in = [], 1
+        for c_out in channels:
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.head(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+
+
+class SpectrogramCNN(FastaiClassifier):
+    """The CNN as a scikit-learn classifier; ``X``: log-mel spectrograms (clips, bands,
+    frames). The constructor takes ``seed`` and the keys of the ``cnn`` section."""
+
+    section = "cnn"
+
+    def __init__(self, channels=(16, 32, 64, 128), dropout=0.3, epochs=80, lr=3e-3,
+                 batch_size=32, wd=None, shift=0.5, freq_mask=8, time_mask=32, mixup=0.4,
+                 class_weights="none", grad_clip=None, early_stopping=None,
+                 early_stopping_valid=0.1, device="auto", seed=42):
+        self.channels = channels
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.wd = wd
+        self.shift = shift
+        self.freq_mask = freq_mask
+        self.time_mask = time_mask
+        self.mixup = mixup
+        self.class_weights = class_weights
+        self.grad_clip = grad_clip
+        self.early_stopping = early_stopping
+        self.early_stopping_valid = early_stopping_valid
+        self.device = device
+        self.seed = seed
+
+    def torch_device(self) -> torch.device:
+        name = self.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name == "cuda" and not torch.cuda.is_available():
+            raise ParamError("'cnn.device' is cuda, but torch sees no GPU here "
+                             "(use auto or cpu)")
+        return torch.device(name)
+
+    def prepare(self, x: np.ndarray, trained: np.ndarray) -> None:
+        self.mean_ = x[trained].mean(axis=(0, 2), keepdims=True)[0]  # per band: (bands, 1)
+        self.std_ = x[trained].std(axis=(0, 2), keepdims=True)[0] + 1e-6
+
+    def inputs(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (((x - self.mean_) / self.std_)[:, None].astype(np.float32),)
+
+    def network(self, x: np.ndarray, n_classes: int) -> nn.Module:
+        return ConvNet(list(self.channels), n_classes, self.dropout)
+
+    def callbacks(self) -> list[Callback]:
+        found = [SpecAugment(self.shift, self.freq_mask, self.time_mask)]
+        return found + ([MixUp(self.mixup)] if self.mixup else [])
+
+
+def build(params: dict, features: list[str]) -> SpectrogramCNN:
+    return SpectrogramCNN(seed=params["seed"], **params["cnn"]["training"])
+
+
+MODELS = [Model("cnn", "CNN", params=("seed", "cnn.training"), build=build, tune="cnn",
+                tuned_section="cnn.training", inputs="spectrograms",
+                architecture=lambda params: str(params["cnn"]["training"]["channels"]))]
