@@ -19,6 +19,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import joblib
@@ -73,17 +74,12 @@ def main(argv: list[str] | None = None) -> None:
                              + ("give them with --inputs" if args.inputs is None
                                 else "it takes no --inputs"))
         inputs = None if args.inputs is None else (*load_inputs(args.inputs), str(args.inputs))
-        if args.curves is None:
-            fitted, metrics = train_rounds(
-                name, args.normalized, lambda rnd, _: fit_round(model, params, rnd, inputs=inputs),
+        with atomic_dir(args.curves) if args.curves else nullcontext() as curves:
+            fitted, metrics = train_rounds(  # curves: the primary round's
+                name, args.normalized,
+                lambda rnd, primary: fit_round(model, params, rnd,
+                                               curves if primary else None, inputs),
                 args.metrics, args.predictions)
-        else:
-            with atomic_dir(args.curves) as curves:
-                fitted, metrics = train_rounds(  # the primary round's curves
-                    name, args.normalized,
-                    lambda rnd, primary: fit_round(model, params, rnd,
-                                                   curves if primary else None, inputs),
-                    args.metrics, args.predictions)
     except (ParamError, TrainingError, InputsError) as exc:
         sys.exit(f"{stage}: {exc}")
     write_with(args.model, lambda tmp: joblib.dump(fitted, tmp))

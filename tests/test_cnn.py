@@ -13,6 +13,7 @@ import yaml
 
 from stages import train
 from stages.audio import LogMelParams
+from stages.evaluate import TrainingError
 from stages.models import get
 from stages.models.cnn import SpectrogramCNN
 from stages.params import ParamError
@@ -97,7 +98,7 @@ def test_cpu_training_is_deterministic():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_cuda_without_a_gpu_is_refused_naming_the_param():
     x, labels = rhythm_set(n_per_class=4)
-    with pytest.raises(ParamError, match=r"'cnn.device' is cuda, but torch sees no GPU"):
+    with pytest.raises(ParamError, match=r"'cnn.training.device' is cuda, but torch sees no GPU"):
         SpectrogramCNN(**{**SMALL, "device": "cuda"}).fit(x, labels)
 
 
@@ -139,3 +140,10 @@ def test_a_round_cut_for_tune_keeps_its_inputs_aligned():
     train_rows = np.flatnonzero(table["split"] == "train")
     np.testing.assert_array_equal(inner.xy("valid")[0], x[train_rows[[0, 3]]])
     np.testing.assert_array_equal(inner.xy("train")[1], labels[train_rows[[1, 2, 4]]])
+
+
+def test_a_diverging_cnn_names_its_own_learning_rate():
+    x, labels = rhythm_set(n_per_class=8)
+    with pytest.raises(TrainingError, match=r"loss became nan in epoch \d+; lower "
+                                            r"cnn\.training\.lr$"):
+        SpectrogramCNN(**{**SMALL, "lr": 1e30, "epochs": 2}).fit(x, labels)

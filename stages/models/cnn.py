@@ -1,21 +1,22 @@
-"""A small CNN on log-mel spectrograms (the ``cnn`` section; input from `spectrograms`).
+"""A small CNN on log-mel spectrograms (its settings: ``cnn.training``, named below without
+the prefix; input from the `spectrograms` stage; ``cnn.datasets``: where it runs).
 
 Every other model sees per-bin means and standard deviations: the time structure of a
 sound (onsets, ticks, a rotor's rhythm) is averaged away. This one reads each clip's
 log-mel spectrogram (stages.spectrograms), standardized per mel band on the training
-clips, through ``len(cnn.channels)`` blocks of 3x3 convolution, batch norm, ReLU and 2x2
+clips, through ``len(channels)`` blocks of 3x3 convolution, batch norm, ReLU and 2x2
 max pooling, then average and max pooling over what is left of time and frequency,
-dropout (``cnn.dropout``) and a linear layer. Trained by fastai one-cycle like the MLPs
+dropout (``dropout``) and a linear layer. Trained by fastai one-cycle like the MLPs
 (stages.models.fastai_base), with the augmentations that matter for small audio sets,
 drawn anew for every batch from torch's seeded generator:
 
-- a random circular shift in time of up to ``cnn.shift`` of the clip (sounds start
+- a random circular shift in time of up to ``shift`` of the clip (sounds start
   anywhere; ESC clips are padded with silence);
-- SpecAugment masks: one band of up to ``cnn.freq_mask`` mel bands and one span of up to
-  ``cnn.time_mask`` frames set to the band's mean;
-- mixup (``cnn.mixup``: its Beta(alpha, alpha); 0 = off), fastai's ``MixUp``.
+- SpecAugment masks: one band of up to ``freq_mask`` mel bands and one span of up to
+  ``time_mask`` frames set to the band's mean;
+- mixup (``mixup``: its Beta(alpha, alpha); 0 = off), fastai's ``MixUp``.
 
-``cnn.device``: ``auto`` (a GPU when torch sees one), ``cpu`` or ``cuda``.
+``device``: ``auto`` (a GPU when torch sees one), ``cpu`` or ``cuda``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class SpectrogramCNN(FastaiClassifier):
     """The CNN as a scikit-learn classifier; ``X``: log-mel spectrograms (clips, bands,
     frames). The constructor takes ``seed`` and the keys of the ``cnn`` section."""
 
-    section = "cnn"
+    section = "cnn.training"
 
     def __init__(self, channels=(16, 32, 64, 128), dropout=0.3, epochs=80, lr=3e-3,
                  batch_size=32, wd=None, shift=0.5, freq_mask=8, time_mask=32, mixup=0.4,
@@ -109,7 +110,7 @@ class SpectrogramCNN(FastaiClassifier):
         if name == "auto":
             name = "cuda" if torch.cuda.is_available() else "cpu"
         if name == "cuda" and not torch.cuda.is_available():
-            raise ParamError("'cnn.device' is cuda, but torch sees no GPU here "
+            raise ParamError("'cnn.training.device' is cuda, but torch sees no GPU here "
                              "(use auto or cpu)")
         return torch.device(name)
 

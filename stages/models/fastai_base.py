@@ -49,14 +49,14 @@ class NaNGuard(Callback):
 
     order = 100
 
-    def __init__(self, section: str):
-        self.section = section
+    def __init__(self, section: str, hint: str = ""):
+        self.section, self.hint = section, hint
 
     def after_loss(self) -> None:
         if not torch.isfinite(self.learn.loss).all():
             raise TrainingError(
                 f"loss became {self.learn.loss.item()} in epoch {self.epoch + 1}; "
-                f"lower {self.section}.lr or use a scaler (normalize.scaler)"
+                f"lower {self.section}.lr{self.hint}"
             )
 
 
@@ -112,6 +112,7 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
     """
 
     section = "nn.training"  # the params section named in messages
+    nan_hint = ""  # what else to try when the loss becomes NaN
 
     def network(self, x: np.ndarray, n_classes: int) -> torch.nn.Module:
         raise NotImplementedError
@@ -137,6 +138,7 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         With early stopping it reports a part carved from ``X`` instead (``groups``: the
         recording of each clip, kept on one side), which it then does not train on.
         """
+        device = self.torch_device()  # an unusable one is refused before any work
         set_seed(self.seed, reproducible=True)
         x = np.asarray(X, dtype=np.float32)
         labels = np.asarray(y)
@@ -158,11 +160,11 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         vocab = np.unique(labels)
         targets = np.searchsorted(vocab, labels)
         self.prepare(x, trained)
-        inputs, device = self.inputs(x), self.torch_device()
-        dls = DataLoaders(
+        inputs = self.inputs(x)
+        dls = DataLoaders(  # the DataLoaders move every batch to the device
             DataLoader(Rows(inputs, targets, trained), bs=batch_size, shuffle=True,
-                       drop_last=True, device=device),
-            DataLoader(Rows(inputs, targets, watched), bs=batch_size, device=device),
+                       drop_last=True),
+            DataLoader(Rows(inputs, targets, watched), bs=batch_size),
             device=device,
         )
         dls.vocab = list(vocab)
@@ -192,7 +194,7 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         epoch is printed and logged by dvclive; without, training is quiet.
         """
         learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
-        callbacks = [NaNGuard(self.section), *self.callbacks()]
+        callbacks = [NaNGuard(self.section, self.nan_hint), *self.callbacks()]
         if live:
             callbacks.append(DVCLiveCallback(live=live))
         if self.grad_clip:

@@ -26,6 +26,7 @@ class TabularNN(FastaiClassifier):
     """
 
     section = "nn.training"
+    nan_hint = " or use a scaler (normalize.scaler)"
 
     def __init__(self, layers=(200, 100), epochs=10, lr=1e-3, batch_size=64, ps=0.0,
                  embed_p=0.0, wd=None, class_weights="none", grad_clip=None,
