@@ -215,6 +215,7 @@ SCHEMA: dict[str, Validator] = {
     "tune.nn": grid_of("nn.training"),
     "tune.cnn": grid_of("cnn.training"),
     "tune.folds": integer(2),
+    "tune.max_folds": lambda v: None if v is None else integer(1)(v),
     "tune.n_jobs": n_jobs,
     "tune.metric": one_of(*METRICS),
 }

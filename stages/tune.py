@@ -7,7 +7,9 @@ or to null (not searched). With candidates listed, a model stage, in every evalu
 1. cuts the round's training part into inner folds (ESC-50: the official folds in it, so a
    recording's clips are never split; FreeSound: ``tune.folds`` stratified folds);
 2. scores every combination of the grid's values, trained as the stage trains, on each
-   inner fold in turn, and keeps the best mean ``tune.metric`` (the first listed on a tie);
+   inner fold in turn (or on the first ``tune.max_folds`` of them, each still trained on
+   all the others: the search then costs that fraction, its scores read fewer clips), and
+   keeps the best mean ``tune.metric`` (the first listed on a tie);
 3. trains with it on the whole training part and scores that, once, on the round's
    validation split, which the search never reads.
 
@@ -88,6 +90,7 @@ def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
         return params, {}
     train = rnd.rows("train").reset_index(drop=True)
     folds = inner_folds(train, tuning["folds"], params["seed"], f"round {rnd.name}")
+    folds = dict(list(folds.items())[:tuning["max_folds"]])  # None: every one
     candidates = combinations(searched)
     inner = {name: rnd.part("train", f"{rnd.name}/{name}", is_valid)  # e.g. fold5/fold1
              for name, is_valid in folds.items()}

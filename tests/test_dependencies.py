@@ -157,8 +157,8 @@ def declares(declared: list[str], key: str) -> bool:
 def test_model_stages_declare_the_params_their_model_reads(name):
     model = models.get(name)
     declared = declared_params(f"train-{name}")
-    needed = [*model.params, *([f"tune.{model.tune}", "tune.folds", "tune.metric"]
-                               if model.tune else [])]
+    needed = [*model.params, *([f"tune.{model.tune}", "tune.folds", "tune.max_folds",
+                                "tune.metric"] if model.tune else [])]
     assert [k for k in needed if not declares(declared, k)] == []
 
 

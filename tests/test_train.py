@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 from dvclive import Live
-from fastai.tabular.all import Callback, DataLoader, GradientClip
+from fastai.tabular.all import Adam, Callback, DataLoader, GradientClip, trainable_params
 
 from stages.evaluate import TrainingError, classification_metrics
 from stages.models import get
@@ -51,6 +51,24 @@ def fit_nn(rnd, tmp_path, **overrides):
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
         last = nn.train(learn, live)
     return learn, last
+
+
+def test_the_optimizer_takes_fastais_adam_steps(tmp_path):
+    """The learners train with PyTorch's fused AdamW set up as fastai's default Adam
+    (betas 0.9 / 0.99, eps 1e-5, decoupled weight decay, none on biases and batch norm):
+    the same weights as fastai's own Adam after the same batches, to float rounding. A
+    large weight decay makes a decayed bias or batch-norm weight show."""
+    rnd = round_of(separable_table(), tmp_path)
+    _, learn = nn_learner(rnd, wd=0.5)
+    _, reference = nn_learner(rnd, wd=0.5)  # the same network and batches ...
+    reference.opt_func, reference.splitter, reference.wd = Adam, trainable_params, 0.5
+    for trained in (learn, reference):  # ... trained by fastai's default optimizer
+        with trained.no_bar(), trained.no_logging():
+            trained.fit(4, 0.01)
+    assert type(learn.opt.opt).__name__ == "AdamW" and type(reference.opt).__name__ == "Optimizer"
+    for (name, ours), theirs in zip(learn.model.named_parameters(),
+                                    reference.model.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def predict(learn, x):

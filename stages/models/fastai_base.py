@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,12 @@ from fastai.tabular.all import (
     EarlyStoppingCallback,
     GradientClip,
     Learner,
+    OptimWrapper,
     SaveModelCallback,
     accuracy,
     set_seed,
 )
+from fastai.torch_core import norm_bias_params
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -100,6 +103,22 @@ class Rows:
 
     def __getitem__(self, i: int) -> tuple:
         return (*(a[i] for a in self.inputs), self.y[i])
+
+
+# fastai's default optimizer, Adam with decoupled weight decay (0.01 unless ``wd`` says)
+# and none on biases and batch norm, run by PyTorch's fused AdamW kernel. The same update,
+# computed in one pass over all parameters instead of a dozen tensor operations per
+# parameter in Python: fastai's took 40 % of a 5-layer MLP's training time (2,474 inputs).
+FUSED_ADAM = partial(OptimWrapper, opt=partial(torch.optim.AdamW, fused=True, betas=(0.9, 0.99),
+                                               eps=1e-5))
+FASTAI_WD = 0.01
+
+
+def decay_groups(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """Learner splitter: the parameters weight decay applies to, then biases and batch norm."""
+    exempt = {id(p) for p in norm_bias_params(model, True)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [[p for p in params if id(p) not in exempt], [p for p in params if id(p) in exempt]]
 
 
 class FastaiClassifier(ClassifierMixin, BaseEstimator):
@@ -172,9 +191,10 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         if self.class_weights == "balanced":
             weight = torch.tensor(compute_class_weight(  # in vocab order, from the training
                 "balanced", classes=vocab, y=labels[trained]), dtype=torch.float32)
+        wd = FASTAI_WD if self.wd is None else self.wd
         return Learner(dls, self.network(x, len(vocab)),
                        loss_func=CrossEntropyLossFlat(weight=weight), metrics=accuracy,
-                       wd=self.wd)
+                       opt_func=FUSED_ADAM, splitter=decay_groups, wd=[wd, 0.0])
 
     def fit(self, X, y, groups=None, watch=None, live=None) -> FastaiClassifier:
         learn = self.learner(X, y, groups, watch)
