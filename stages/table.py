@@ -70,15 +70,19 @@ class Round:
         return Round(name, table.assign(split=np.where(is_valid, "valid", "train")),
                      self.features, None if self.inputs is None else self.inputs[keep])
 
-    def with_inputs(self, by_filename: dict[str, int], inputs: np.ndarray, source: str
-                    ) -> Round:
-        """This round reading ``inputs[by_filename[clip]]`` for every clip."""
+    def with_inputs(self, by_filename: dict[str, int], inputs: np.ndarray, source: str,
+                    after_features: bool = False) -> Round:
+        """This round reading ``inputs[by_filename[clip]]`` for every clip instead of the
+        features, or with ``after_features``, after them (each clip's inputs flattened)."""
         missing = sorted(set(self.table["filename"]) - by_filename.keys())
         if missing:
             raise InputsError(f"{source} has no entry for {len(missing)} clip(s) of the table, "
                            f"e.g. {missing[0]}: rerun the stage that makes it")
-        rows = self.table["filename"].map(by_filename).to_numpy()
-        return Round(self.name, self.table, self.features, inputs[rows])
+        rows = inputs[self.table["filename"].map(by_filename).to_numpy()]
+        if after_features:
+            rows = np.concatenate([self.table[self.features].to_numpy(),
+                                   rows.reshape(len(rows), -1)], axis=1)
+        return Round(self.name, self.table, self.features, rows)
 
     def non_finite(self) -> pd.DataFrame:
         """The clips (``filename``, ``split``) with a NaN or infinite feature value."""

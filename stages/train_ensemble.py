@@ -1,14 +1,16 @@
 """Stage `train-ensemble`: a soft vote of the calibrated probabilities of chosen models.
 
     python -m stages.train_ensemble NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
-        [--member-metrics MODEL_METRICS_JSON ...]
+        [--member-metrics MODEL_METRICS_JSON ...] [--inputs NPZ]
 
 The ensemble (stages.models.ensemble) is trained and scored like every model, once per
 evaluation round, with each calibrated member's accuracy beside the ensemble's;
 MODEL_JOBLIB is the primary round's. With a search grid set for a member (``tune.svc``,
 ``tune.nn``), the member takes the values its own stage chose in the same round, read from
 that stage's metrics (``--member-metrics``, named ``<member>.json``), instead of searching
-again.
+again. A member that reads other inputs than the features (the CNN) takes them from
+``--inputs`` (its own stage's file), after the features in the ensemble's X
+(stages.models.ensemble); the default dvc.yaml gives none (README: the CNN in the ensemble).
 """
 
 from __future__ import annotations
@@ -26,13 +28,20 @@ from stages.io import write_with
 from stages.models.ensemble import CalibratedVote
 from stages.models.ensemble import build as build_ensemble
 from stages.params import ParamError, load_params
-from stages.table import Round
+from stages.table import InputsError, Round, load_inputs
 
 
-def fit_round(params: dict, rnd: Round, tuned: dict[str, dict] | None = None
-              ) -> tuple[CalibratedVote, RoundResult]:
-    """The ensemble of one round (members with the ``tuned`` values their stages chose)."""
-    fitted, result = fit_predict(build_ensemble(params, rnd.features, tuned), rnd)
+def fit_round(params: dict, rnd: Round, tuned: dict[str, dict] | None = None,
+              inputs: tuple | None = None) -> tuple[CalibratedVote, RoundResult]:
+    """The ensemble of one round (members with the ``tuned`` values their stages chose).
+
+    ``inputs`` (rows by filename, values, source): other inputs that a member reads, joined
+    after the features.
+    """
+    shape = None
+    if inputs is not None:
+        rnd, shape = rnd.with_inputs(*inputs, after_features=True), inputs[1].shape[1:]
+    fitted, result = fit_predict(build_ensemble(params, rnd.features, tuned, shape), rnd)
     result.extra.update(fitted.member_accuracy(*rnd.xy("valid")))
     return fitted, result
 
@@ -60,18 +69,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--member-metrics", type=Path, nargs="*", default=[],
                         help="the member stages' metrics (their stem the model), for what "
                              "their tune search chose")
+    parser.add_argument("--inputs", type=Path, help="other inputs by clip (NPZ) for a member "
+                        "that does not read the feature columns (the CNN's spectrograms)")
     args = parser.parse_args(argv)
     try:
         params = load_params()
         records = read_member_choices(params, args.member_metrics)
+        reading = [m for m in params["ensemble"]["members"]
+                   if models.get(m).inputs != "features"]
+        inputs = None
+        if reading and args.inputs is not None:  # without, build names what is missing
+            inputs = (*load_inputs(args.inputs), str(args.inputs))
 
         def fit(rnd: Round, _: bool) -> tuple[CalibratedVote, RoundResult]:
             return fit_round(params, rnd, {m: tune.chosen_in(record, rnd.name, source)
-                                           for m, (source, record) in records.items()})
+                                           for m, (source, record) in records.items()},
+                             inputs)
 
         model, metrics = train_rounds("the ensemble", args.normalized, fit, args.metrics,
                                       args.predictions)
-    except (ParamError, TrainingError) as exc:
+    except (ParamError, TrainingError, InputsError) as exc:
         sys.exit(f"train-ensemble: {exc}")
     write_with(args.model, lambda tmp: joblib.dump(model, tmp))  # the primary round's
     members = " + ".join(params["ensemble"]["members"])

@@ -129,11 +129,36 @@ def test_members_trained_at_once_give_the_same_ensemble():
     assert (probs[0].argmax(axis=1) == probs[1].argmax(axis=1)).all()
 
 
-def test_a_member_reading_other_inputs_is_refused_naming_it():
-    from stages.models.ensemble import build
-    from stages.params import ParamError
+def test_the_cnn_joins_the_ensemble_on_its_spectrograms(tmp_path, monkeypatch):
+    """A member that reads spectrograms (the CNN) takes them from --inputs, after the
+    features in the ensemble's X; without them the stage stops naming what is missing."""
+    from tests.test_cnn import SMALL, rhythm_set
 
-    params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "cnn"]}}
-    with pytest.raises(ParamError, match=r"'ensemble.members': cnn reads spectrograms, not "
-                                         r"the feature table"):
-        build(params, ["stft_mean_0"])
+    x, labels = rhythm_set(n_per_class=30, seed=4)  # time structure only: the CNN hears it
+    names = [f"{i}.wav" for i in range(len(x))]
+    with open(tmp_path / "s.npz", "wb") as f:
+        np.savez(f, filename=np.array(names), values=x.astype(np.float16))
+    summary = np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)  # what features see
+    table = pd.DataFrame(summary, columns=[f"mel_mean_{i}" for i in range(32)])
+    table.insert(0, "filename", names)
+    table.insert(1, "label", labels)
+    table.insert(2, "split", np.where(np.arange(len(x)) % 4 == 0, "valid", "train"))
+    table.to_parquet(tmp_path / "normalized.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["svc"] = PARAMS["svc"]
+    params["cnn"]["training"] = SMALL
+    params["ensemble"] = {**ENSEMBLE, "members": ["svc", "cnn"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    args = ["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"]
+    with pytest.raises(SystemExit, match=r"'ensemble.members': cnn reads spectrograms: give "
+                                         r"train-ensemble its stage's --inputs file"):
+        main(args)
+    main([*args, "--inputs", "s.npz"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["accuracy_cnn"] >= 0.9 and metrics["accuracy_svc"] <= 0.75, metrics
+    assert metrics["accuracy"] >= 0.85, metrics
+    valid = table["split"] == "valid"  # the saved model reads the features, then the clip
+    joined = np.concatenate([summary, x.astype(np.float16).reshape(len(x), -1)], axis=1)
+    predicted = joblib.load(tmp_path / "model.joblib").predict(joined[valid])
+    assert (predicted == pd.read_csv(tmp_path / "predictions.csv")["predicted"]).all()

@@ -10,6 +10,10 @@ trained anew here. A ``VotingClassifier`` then averages the members' calibrated
 probabilities (soft vote). Calibration folds keep the clips of one recording (``groups``)
 together and put a class with fewer recordings than folds on the training side of every
 fold (stages.folds), so each fold's members know every class.
+
+A member that reads other inputs than the feature columns (the CNN: log-mel spectrograms)
+joins through the ensemble's X: the feature columns followed by each clip's inputs,
+flattened (``input_shape`` per clip); every member reads its own columns (``Columns``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from stages import models
 from stages.evaluate import TrainingError, one_thread
 from stages.folds import class_folds
 from stages.params import ParamError, with_values
+
+
+def fit_with_groups(estimator: ClassifierMixin, X, y, groups) -> ClassifierMixin:
+    """``estimator.fit(X, y)``, given ``groups`` too where its ``fit`` takes them."""
+    extra = {} if groups is None or "groups" not in signature(
+        estimator.fit).parameters else {"groups": groups}
+    return estimator.fit(X, y, **extra)
 
 
 class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -50,11 +61,8 @@ class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = np.asarray(self.classes)
         if unknown := set(np.unique(y)) - set(self.classes_):
             raise ValueError(f"labels {sorted(unknown)} are not among the classes")
-        self.estimator_ = clone(self.estimator)
-        extra = {} if groups is None or "groups" not in signature(
-            self.estimator_.fit).parameters else {"groups": groups}
         with one_thread():  # the same fit whether ensemble.n_jobs runs members at once
-            self.estimator_.fit(X, y, **extra)
+            self.estimator_ = fit_with_groups(clone(self.estimator), X, y, groups)
         self.columns_ = np.searchsorted(self.classes_, self.estimator_.classes_)
         return self
 
@@ -87,6 +95,38 @@ class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         else:
             scores = self.predict_proba(X)
         return self.classes_[scores.argmax(axis=1)]
+
+
+class Columns(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """``estimator`` reading columns ``start:stop`` of X, each row reshaped to ``shape``
+    (None: kept flat): one member's inputs in an ensemble's joined X."""
+
+    def __init__(self, estimator: ClassifierMixin, start: int, stop: int | None = None,
+                 shape: tuple[int, ...] | None = None):
+        self.estimator = estimator
+        self.start = start
+        self.stop = stop
+        self.shape = shape
+
+    def _x(self, X) -> np.ndarray:
+        x = np.asarray(X)[:, self.start:self.stop]
+        return x if self.shape is None else x.reshape(len(x), *self.shape)
+
+    def fit(self, X, y, groups=None) -> Columns:
+        self.estimator_ = fit_with_groups(clone(self.estimator), self._x(X), y, groups)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    @available_if(lambda self: hasattr(self.estimator, "decision_function"))
+    def decision_function(self, X) -> np.ndarray:
+        return self.estimator_.decision_function(self._x(X))
+
+    @available_if(lambda self: hasattr(self.estimator, "predict_proba"))
+    def predict_proba(self, X) -> np.ndarray:
+        return self.estimator_.predict_proba(self._x(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.estimator_.predict(self._x(X))
 
 
 def check_probabilities(probs: np.ndarray, model: str) -> None:
@@ -142,12 +182,14 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
         return found
 
 
-def build(params: dict, features: list[str], tuned: dict[str, dict] | None = None
-          ) -> CalibratedVote:
+def build(params: dict, features: list[str], tuned: dict[str, dict] | None = None,
+          input_shape: tuple[int, ...] | None = None) -> CalibratedVote:
     """The ensemble of ``ensemble.members``, each built from its own params section.
 
     ``tuned`` maps a member to the values its stage's search chose (in its ``tune``
-    section); the members' sections must be in ``params`` too.
+    section); the members' sections must be in ``params`` too. ``input_shape``: a clip's
+    other inputs (a spectrogram's bands and frames) when a member reads them; X is then
+    the feature columns followed by those inputs, flattened.
     """
     section, tuned = params["ensemble"], tuned or {}
     members = []
@@ -155,12 +197,18 @@ def build(params: dict, features: list[str], tuned: dict[str, dict] | None = Non
         model = models.get(name)
         if model.name == "ensemble":
             raise ParamError("'ensemble.members' cannot include the ensemble itself")
-        if model.inputs != "features":
-            raise ParamError(f"'ensemble.members': {name} reads {model.inputs}, not the "
-                             "feature table the ensemble's members share")
         member_params = with_values(params, model.section, tuned[name]) if name in tuned \
             else params
-        members.append((name, model.build(member_params, features)))
+        member = model.build(member_params, features)
+        if model.inputs != "features":
+            if input_shape is None:
+                raise ParamError(f"'ensemble.members': {name} reads {model.inputs}: give "
+                                 f"train-ensemble its stage's --inputs file (README: the "
+                                 f"CNN in the ensemble)")
+            member = Columns(member, len(features), None, tuple(input_shape))
+        elif input_shape is not None:
+            member = Columns(member, 0, len(features))
+        members.append((name, member))
     return CalibratedVote(members, section["calibration"], section["calibration_folds"],
                           params["seed"], section["n_jobs"])
 
