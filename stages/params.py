@@ -94,6 +94,11 @@ def sha256(v: Any) -> str | None:
     return None if ok else "must be null or a 64-character hex SHA-256 digest"
 
 
+def optional(check: Validator) -> Validator:
+    """``check``, or null."""
+    return lambda v: None if v is None else check(v)
+
+
 def n_jobs(v: Any) -> str | None:
     return None if _is_int(v) and v != 0 else "must be a non-zero integer (-1 = all cores)"
 
@@ -180,8 +185,8 @@ SCHEMA: dict[str, Validator] = {
     "nn.training.embed_p": probability,
     "nn.training.wd": weight_decay,
     "nn.training.class_weights": one_of(*CLASS_WEIGHTS),
-    "nn.training.grad_clip": lambda v: None if v is None else positive_number(v),
-    "nn.training.early_stopping": lambda v: None if v is None else integer(1)(v),
+    "nn.training.grad_clip": optional(positive_number),
+    "nn.training.early_stopping": optional(integer(1)),
     "nn.training.early_stopping_valid": fraction,
     "nn_deep.layers": layer_list,
     "spectrograms.sr": integer(1),
@@ -202,8 +207,8 @@ SCHEMA: dict[str, Validator] = {
     "cnn.training.mixup": lambda v: None if _is_number(v) and v >= 0 else (
         "must be a non-negative number (0: no mixup)"),
     "cnn.training.class_weights": one_of(*CLASS_WEIGHTS),
-    "cnn.training.grad_clip": lambda v: None if v is None else positive_number(v),
-    "cnn.training.early_stopping": lambda v: None if v is None else integer(1)(v),
+    "cnn.training.grad_clip": optional(positive_number),
+    "cnn.training.early_stopping": optional(integer(1)),
     "cnn.training.early_stopping_valid": fraction,
     "cnn.training.device": one_of("auto", "cpu", "cuda"),
     "ensemble.members": members,
@@ -215,7 +220,7 @@ SCHEMA: dict[str, Validator] = {
     "tune.nn": grid_of("nn.training"),
     "tune.cnn": grid_of("cnn.training"),
     "tune.folds": integer(2),
-    "tune.max_folds": lambda v: None if v is None else integer(1)(v),
+    "tune.max_folds": optional(integer(1)),
     "tune.n_jobs": n_jobs,
     "tune.metric": one_of(*METRICS),
 }

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         inputs = None
         if reading and args.inputs is not None:  # without, build names what is missing
             inputs = (*load_inputs(args.inputs), str(args.inputs))
+        elif args.inputs is not None:  # a dvc.yaml set up for the CNN, members without it
+            print(f"train-ensemble: no member reads {args.inputs}; not used")
 
         def fit(rnd: Round, _: bool) -> tuple[CalibratedVote, RoundResult]:
             return fit_round(params, rnd, {m: tune.chosen_in(record, rnd.name, source)

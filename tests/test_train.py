@@ -64,8 +64,11 @@ def test_the_optimizer_takes_fastais_adam_steps(tmp_path):
     reference.opt_func, reference.splitter, reference.wd = Adam, trainable_params, 0.5
     for trained in (learn, reference):  # ... trained by fastai's default optimizer
         with trained.no_bar(), trained.no_logging():
-            trained.fit(4, 0.01)
-    assert type(learn.opt.opt).__name__ == "AdamW" and type(reference.opt).__name__ == "Optimizer"
+            trained.fit_one_cycle(4, 0.01)  # as the stages train: lr and momentum move
+    assert learn.opt.opt.defaults["fused"] and type(reference.opt).__name__ == "Optimizer"
+    decayed, exempt = learn.opt.hypers  # the two parameter groups, after training
+    assert (decayed["wd"], exempt["wd"]) == (0.5, 0.0)
+    assert decayed["lr"] == exempt["lr"] and decayed["mom"] == exempt["mom"]
     for (name, ours), theirs in zip(learn.model.named_parameters(),
                                     reference.model.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6, msg=name)

@@ -191,6 +191,8 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         if self.class_weights == "balanced":
             weight = torch.tensor(compute_class_weight(  # in vocab order, from the training
                 "balanced", classes=vocab, y=labels[trained]), dtype=torch.float32)
+        # one weight decay per group (decay_groups): biases and batch norm none. Training
+        # must not pass wd to fit (it would set both groups) nor lr as a slice.
         wd = FASTAI_WD if self.wd is None else self.wd
         return Learner(dls, self.network(x, len(vocab)),
                        loss_func=CrossEntropyLossFlat(weight=weight), metrics=accuracy,
