@@ -144,6 +144,14 @@ def one_thread() -> Iterator[None]:
                 torch.set_num_threads(before)
 
 
+def fit_offering(estimator: Any, X, y, **offered: Any) -> Any:
+    """``estimator.fit(X, y)``, also given those of ``offered`` that are not None and that
+    its ``fit`` signature names (``groups``, ``watch``, ``live``)."""
+    accepted = signature(estimator.fit).parameters
+    return estimator.fit(X, y, **{k: v for k, v in offered.items()
+                                  if k in accepted and v is not None})
+
+
 def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, RoundResult]:
     """Fit an unfitted estimator on the round's training part; predict its validation part.
 
@@ -155,16 +163,12 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
     fitted estimator's ``fit_info_`` (a dict of numbers, if it has one) joins the round's
     figures. A ConvergenceWarning is printed with the round's name.
     """
-    x_train, y_train = rnd.xy("train")
-    offered = {"groups": recording_groups(rnd.rows("train")), "watch": rnd.xy("valid"),
-               "live": live}
-    accepted = signature(estimator.fit).parameters
-    if live is not None and "live" not in accepted:
+    if live is not None and "live" not in signature(estimator.fit).parameters:
         raise TrainingError(f"{type(estimator).__name__} logs no training curves")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        estimator.fit(x_train, y_train, **{k: v for k, v in offered.items()
-                                           if k in accepted and v is not None})
+        fit_offering(estimator, *rnd.xy("train"), groups=recording_groups(rnd.rows("train")),
+                     watch=rnd.xy("valid"), live=live)
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):
             print(f"round {rnd.name}: training did not converge ({warning.message}); the "

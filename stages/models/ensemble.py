@@ -18,8 +18,6 @@ flattened (``input_shape`` per clip); every member reads its own columns (``Colu
 
 from __future__ import annotations
 
-from inspect import signature
-
 import numpy as np
 import sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
@@ -28,16 +26,9 @@ from sklearn.ensemble import VotingClassifier
 from sklearn.utils.metaestimators import available_if
 
 from stages import models
-from stages.evaluate import TrainingError, one_thread
+from stages.evaluate import TrainingError, fit_offering, one_thread
 from stages.folds import class_folds
 from stages.params import ParamError, with_values
-
-
-def fit_with_groups(estimator: ClassifierMixin, X, y, groups) -> ClassifierMixin:
-    """``estimator.fit(X, y)``, given ``groups`` too where its ``fit`` takes them."""
-    extra = {} if groups is None or "groups" not in signature(
-        estimator.fit).parameters else {"groups": groups}
-    return estimator.fit(X, y, **extra)
 
 
 class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -62,7 +53,7 @@ class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if unknown := set(np.unique(y)) - set(self.classes_):
             raise ValueError(f"labels {sorted(unknown)} are not among the classes")
         with one_thread():  # the same fit whether ensemble.n_jobs runs members at once
-            self.estimator_ = fit_with_groups(clone(self.estimator), X, y, groups)
+            self.estimator_ = fit_offering(clone(self.estimator), X, y, groups=groups)
         self.columns_ = np.searchsorted(self.classes_, self.estimator_.classes_)
         return self
 
@@ -113,7 +104,8 @@ class Columns(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return x if self.shape is None else x.reshape(len(x), *self.shape)
 
     def fit(self, X, y, groups=None) -> Columns:
-        self.estimator_ = fit_with_groups(clone(self.estimator), self._x(X), y, groups)
+        self.estimator_ = fit_offering(clone(self.estimator), self._x(X), y,
+                                       groups=groups)
         self.classes_ = self.estimator_.classes_
         return self
 
