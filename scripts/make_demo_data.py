@@ -76,7 +76,8 @@ def esc50_metadata(n_classes: int, per_fold: int, per_recording: int = 1,
     ``per_fold`` clips of each class in each fold, or ``per_class`` clips of each class
     spread over the five folds (uneven: 8 gives two folds one clip and three folds two,
     which folds depending on the class). Consecutive clips of a class in a fold are cut
-    from one recording (``src_file``), ``per_recording`` at a time (takes A, B, C...).
+    from one recording (``src_file``), ``per_recording`` at a time (takes A, B, C...); one
+    recording gives clips to classes 0 and 1 in folds 3 and 2, as four do in the real file.
     """
     rows = []
     for fold in range(1, 6):
@@ -87,11 +88,19 @@ def esc50_metadata(n_classes: int, per_fold: int, per_recording: int = 1,
                 src = f"{100000 + 1000 * fold + 10 * target + k // per_recording}"
                 take = chr(ord("A") + k % per_recording)
                 rows.append({
-                    "filename": f"{fold}-{src}-{take}-{target}.wav", "fold": fold,
-                    "target": target, "category": class_name(CATEGORIES, target),
+                    "fold": fold, "target": target, "category": class_name(CATEGORIES, target),
                     "esc10": target < 2, "src_file": src, "take": take,
                 })
-    return pd.DataFrame(rows)
+    meta = pd.DataFrame(rows)
+    # as in the official file (e.g. 131943: clock_tick in fold 2, clock_alarm in fold 3),
+    # one recording gives clips to two classes in two folds: class 1's first clip of fold 2
+    # is cut from the recording of class 0's first clip of fold 3
+    shared = [meta.index[(meta["fold"] == f) & (meta["target"] == t)] for f, t in ((3, 0), (2, 1))]
+    if all(len(rows) for rows in shared):
+        meta.loc[shared[1][0], "src_file"] = meta.loc[shared[0][0], "src_file"]
+    meta.insert(0, "filename", [f"{r.fold}-{r.src_file}-{r.take}-{r.target}.wav"
+                                for r in meta.itertuples()])
+    return meta
 
 
 def write_esc50_zip(path: Path, n_classes: int = 5, per_fold: int = 2, seed: int = 0,

@@ -79,12 +79,25 @@ def test_cv_gives_five_folds_of_disjoint_recordings_each_with_its_own_scaler():
     np.testing.assert_allclose(scaler.transform(raw)[:, 0], primary["stft_mean_0"], rtol=1e-5)
 
 
-def test_a_recording_spread_over_folds_is_refused():
+def test_a_recording_of_one_class_spread_over_folds_is_refused():
     table = features_table()
-    table.loc[0, "fold"] = 4  # rec0's two clips now in folds 1 and 4
-    with pytest.raises(LayoutError, match="rec0 have clips in several folds.*"
+    table.loc[0, "fold"] = 4  # rec0's two clips (one class) now in folds 1 and 4
+    with pytest.raises(LayoutError, match=r"1 recording\(s\) have clips of one class in several "
+                                          r"folds.*rec0 class_0 \(folds 1, 4\).*"
                                           "ESC-50-master/meta/esc50.csv"):
         ESC50().rounds(table, esc50_params())
+
+
+def test_a_recording_giving_two_classes_clips_in_two_folds_is_taken_as_official(capsys):
+    """As 131943 in the official file: clock_tick in fold 2, clock_alarm in fold 3."""
+    table = features_table()
+    other = table.index[(table["fold"] == 3) & (table["label"] != table.loc[0, "label"])][0]
+    table.loc[other, "src_file"] = "rec0"  # rec0: class_0 in fold 1, another class in fold 3
+    rounds = ESC50().rounds(table, esc50_params(cv=True))
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "1 recording(s) give clips to different classes in " \
+        "different folds" in out and "rec0 (folds 1, 3)" in out
+    assert len(rounds) == 5 and (np.sum(list(rounds.values()), axis=0) == 1).all()
 
 
 def test_empty_split_is_rejected():

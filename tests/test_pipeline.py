@@ -246,18 +246,23 @@ def test_every_declared_plot_exists_and_renders(project):
 
 def test_exp_run_cross_validation_on_one_dataset(project):
     repo, _ = project
+    # early stopping too: its carved set, like the calibration folds, keeps the recording
+    # that gives clips to two classes (in folds 2 and 3, as in the official file) together
     log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
-             cwd=repo)
+             "-S", "nn.training.early_stopping=5", cwd=repo)
     assert "@freesound" not in log
+    assert log.count("1 recording(s) give clips to different classes in different folds") == 1
     compare = json.loads((repo / "metrics/compare.json").read_text())
     assert set(compare) == {"esc50"}
     normalized = pd.read_parquet(repo / "data/normalized/esc50.parquet",
-                                 columns=["round", "split", "filename", "src_file"])
+                                 columns=["round", "split", "filename", "src_file", "label"])
     assert list(normalized["round"].unique()) == ["fold5", "fold1", "fold2", "fold3", "fold4"]
     for name, part in normalized.groupby("round"):
         valid = part[part["split"] == "valid"]
         assert valid["filename"].str.startswith(f"{name[-1]}-").all() and len(valid) == 12
-        assert not set(valid["src_file"]) & set(part.loc[part["split"] == "train", "src_file"])
+        def recordings(rows):  # what must stay together: a recording's clips of one class
+            return set(zip(rows["src_file"], rows["label"], strict=True))
+        assert not recordings(valid) & recordings(part[part["split"] == "train"])
     for model in MODELS:
         metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
         assert metrics["n_rounds"] == 5 and sorted(metrics["rounds"]) == [
@@ -266,6 +271,9 @@ def test_exp_run_cross_validation_on_one_dataset(project):
         assert metrics["accuracy"] == pytest.approx(sum(accuracies) / 5)
         assert metrics["std"]["accuracy"] == pytest.approx(pd.Series(accuracies).std())
         assert all(r["n_train"] == 48 and r["n_valid"] == 12 for r in metrics["rounds"].values())
+        if model.startswith("nn"):  # trained with early stopping on a carved set
+            assert all(1 <= r["best_epoch"] <= r["epochs_run"] <= 15
+                       for r in metrics["rounds"].values())
         preds = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
         assert len(preds) == 60 and preds["filename"].is_unique  # every clip scored once
         assert compare["esc50"][model]["accuracy"] == pytest.approx(metrics["accuracy"])
