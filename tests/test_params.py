@@ -68,13 +68,13 @@ def test_bad_value_names_key_and_allowed_values(params, key, value, message):
 def test_floats_as_dvc_writes_them_are_numbers(tmp_path):
     """`dvc exp run -S svc.C=0.000001` writes `C: 1e-06`, a string to YAML 1.1."""
     text = (REPO / "params.yaml").read_text()
-    assert "  C: 0.1\n" in text and "  lr: 0.001 " in text
+    assert "  C: 1.0\n" in text and "  lr: 0.001 " in text
     (tmp_path / "params.yaml").write_text(
-        text.replace("  C: 0.1\n", "  C: 1e-06\n").replace("  lr: 0.001 ", "  lr: 5E+2 "))
+        text.replace("  C: 1.0\n", "  C: 1e-06\n").replace("  lr: 0.001 ", "  lr: 5E+2 "))
     params = load_params(tmp_path / "params.yaml")
     assert params["svc"]["C"] == 1e-06 and params["nn"]["training"]["lr"] == 500.0
     assert params["seed"] == 42  # integers stay integers
-    assert params["nn"]["training"]["epochs"] == 10
+    assert params["nn"]["training"]["epochs"] == 30
 
 
 @pytest.mark.parametrize("value, text", [
