@@ -28,7 +28,8 @@ from stages.io import write_json, write_text
 from stages.params import ParamError, load_params
 from stages.plotting import comparison_chart, confusion_image, per_class_chart
 
-# The original write-up's figures (validation split: ESC-50 fold 5, FreeSound 20% stratified),
+# The original write-up's figures (validation split: ESC-50 fold 5, FreeSound 20% stratified;
+# its ESC-50 NNs in fact a random 80/20 split, fastai having ignored the script's splits=),
 # all with unscaled features (normalize.scaler: none); None where it published none.
 PUBLISHED = {
     ("esc50", "svc"): (0.3500, None, None),
@@ -142,7 +143,9 @@ def markdown_table(rows: pd.DataFrame) -> str:
         "scores are means over the rounds, ± their standard deviation. "
         "Published figures are the original write-up's, from unscaled features "
         f"(`normalize.scaler: none`) and the original architectures ({notes}); "
-        "`-` where it reported none. Its FreeSound NN figure is the failed run "
+        "`-` where it reported none. Its ESC-50 NN figures come from a random 80/20 split "
+        "of all clips, recordings on both sides (fastai ignored the script's `splits=`), "
+        "not from fold 5; its FreeSound NN figure is the failed run "
         "(an integer label trained as a one-output regression).\n"
     )
 
