@@ -96,7 +96,7 @@ def esc50_metadata(n_classes: int, per_fold: int, per_recording: int = 1,
     # one recording gives clips to two classes in two folds: class 1's first clip of fold 2
     # is cut from the recording of class 0's first clip of fold 3
     shared = [meta.index[(meta["fold"] == f) & (meta["target"] == t)] for f, t in ((3, 0), (2, 1))]
-    if all(len(rows) for rows in shared):
+    if all(len(found) for found in shared):
         meta.loc[shared[1][0], "src_file"] = meta.loc[shared[0][0], "src_file"]
     meta.insert(0, "filename", [f"{r.fold}-{r.src_file}-{r.take}-{r.target}.wav"
                                 for r in meta.itertuples()])
