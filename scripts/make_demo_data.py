@@ -4,6 +4,7 @@
                                      [--per-class 8] [--per-recording 1]
     python scripts/make_demo_data.py freesound demo/ [--classes 5] [--per-class 12]
                                      [--sizes 1,2,3,4,5]
+    python scripts/make_demo_data.py weights demo/aisfx.pth
 
 Each class is a clearly different synthetic sound (its own pitch, harmonics, tremolo rate
 and noise colour), so a working pipeline separates them easily; clips are 5-second
@@ -15,6 +16,9 @@ it to try the pipeline without the 600 MB download:
 The FreeSound layout is Zenodo's: ``FSDKaggle2019.audio_train_curated.zip`` (WAVs of 0.3 to
 30 s) and ``FSDKaggle2019.meta.zip`` (``train_curated_post_competition.csv``), with
 imbalanced classes and some multi-label rows (``"Bark,Walk_and_footsteps"``).
+
+``weights`` writes a checkpoint of the pretrained encoder's network (stages.encoders) with
+random weights, for tests and demos without the real one's download.
 
 Shapes that real data has and even synthetic classes hide: up to 50 ESC-50 classes with
 several clips cut from one recording (``--per-recording``, one ``src_file``), and FreeSound
@@ -167,11 +171,30 @@ def write_freesound_zips(folder: Path, n_classes: int = 5, per_class: int = 12,
     return audio_zip, meta_zip
 
 
+def write_demo_weights(path: Path, seed: int = 0) -> str:
+    """A checkpoint in aisfx's format (a pickled ``(state_dict, datasets)``, the embedding
+    network's tensors under ``embedding_net.``) of the same network with seeded random
+    weights: the pipeline runs on it as on the real one, without the download. Returns its
+    SHA-256, for ``weights.aisfx.sha256``."""
+    import torch
+
+    from stages.archive import sha256sum
+    from stages.encoders import ENCODERS
+
+    torch.manual_seed(seed)
+    net = ENCODERS["aisfx"].network()
+    state = {f"embedding_net.{k}": v for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save((state, {"demo": (np.int64(0), 4)}), path)
+    return sha256sum(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["esc50", "freesound"])
+    parser.add_argument("dataset", choices=["esc50", "freesound", "weights"])
     parser.add_argument("out", type=Path,
-                        help="esc50: the zip to write; freesound: the folder for both zips")
+                        help="esc50: the zip to write; freesound: the folder for both zips; "
+                             "weights: the checkpoint to write")
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--per-fold", type=int, default=2, help="esc50: clips per class, fold")
     parser.add_argument("--per-class", type=int,
@@ -183,6 +206,11 @@ def main() -> None:
                         help="freesound: clip counts of the classes, cycled, e.g. 1,2,3,4,5")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.dataset == "weights":
+        sha256 = write_demo_weights(args.out, args.seed)
+        print(f"wrote {args.out}: dvc exp run -S weights.aisfx.url={args.out} "
+              f"-S weights.aisfx.sha256={sha256}")
+        return
     if args.dataset == "esc50":
         written = [write_esc50_zip(args.out, args.classes, args.per_fold, args.seed,
                                    args.per_recording, args.per_class)]

@@ -26,7 +26,7 @@ class Recipe:
     :func:`load_clip`) and computed, a batch of loaded clips at a time (``batch``)."""
 
     sr: int = 44100
-    duration: float = 5.0
+    duration: float | None = 5.0  # None: the whole clip, however long
 
     @classmethod
     def from_params(cls, section: dict) -> Recipe:
@@ -40,6 +40,11 @@ class Recipe:
 
     def batch(self, ys: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def compute(self, ys: list[np.ndarray]) -> list[np.ndarray]:
+        """The values of each loaded clip: :meth:`batch` of them stacked (clips of one
+        length). A recipe of whole clips of any length computes them one by one."""
+        return list(self.batch(np.stack(ys)).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ class AudioError(ValueError):
 
 
 def load_clip(path: str | Path, params: Recipe) -> np.ndarray:
-    """The first ``duration`` seconds of a clip, mono at ``sr``, zero-padded to full length.
+    """The first ``duration`` seconds of a clip, mono at ``sr``, zero-padded to full length
+    (the whole clip when ``duration`` is None).
 
     Only the frames needed are decoded (``librosa.load`` with ``duration``); stereo is
     averaged to mono and other sample rates are resampled, as librosa does.
@@ -107,6 +113,8 @@ def load_clip(path: str | Path, params: Recipe) -> np.ndarray:
         raise AudioError(f"truncated: its header announces {cut[1]} bytes of audio, "
                          f"the file holds {cut[2]}")
     y, _ = librosa.load(path, sr=params.sr, duration=params.duration)
+    if params.duration is None:
+        return y
     if len(y) < params.n_samples:
         y = np.pad(y, (0, params.n_samples - len(y)))
     return y[: params.n_samples]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -49,7 +49,7 @@ def _batch(paths: list[str], fp: Recipe) -> list[np.ndarray | str]:
             results.append("")
     if clips:
         try:
-            rows = fp.batch(np.stack(list(clips.values()))).astype(np.float32)
+            rows = fp.compute(list(clips.values()))
         except Exception:  # find the clip at fault by computing one at a time
             rows = [_one(y, fp) for y in clips.values()]
         for i, row in zip(clips, rows, strict=True):
@@ -58,9 +58,9 @@ def _batch(paths: list[str], fp: Recipe) -> list[np.ndarray | str]:
     return results
 
 
-def _one(y: np.ndarray, fp: FeatureParams) -> np.ndarray | str:
+def _one(y: np.ndarray, fp: Recipe) -> np.ndarray | str:
     try:
-        return fp.batch(y[np.newaxis])[0].astype(np.float32)
+        return fp.compute([y])[0]
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
@@ -168,9 +168,16 @@ class FeatureCache:
         write_with(dest, save)
 
 
-def cached_features(paths: list[Path], fp: FeatureParams, cache: FeatureCache,
-                    settings: dict) -> tuple[list[str], dict[int, str]]:
-    """Fill the cache for every clip; returns each clip's key, and the failures."""
+Results = Iterator[tuple[int, np.ndarray | str]]
+
+
+def cached_features(paths: list[Path], fp: Recipe, cache: FeatureCache, settings: dict,
+                    then: Callable[[Results], Results] | None = None,
+                    ) -> tuple[list[str], dict[int, str]]:
+    """Fill the cache for every clip; returns each clip's key, and the failures.
+
+    ``then`` turns the workers' results into what is cached, in this process (the
+    embeddings stage runs its network on the windows the workers cut)."""
     keys = [cache.key(p) for p in tqdm(paths, desc="hash", unit="clip")]
     todo = [i for i, key in enumerate(keys) if not cache.path(key).is_file()]
     print(f"{len(paths) - len(todo)} of {len(paths)} clips in the feature cache; "
@@ -178,7 +185,7 @@ def cached_features(paths: list[Path], fp: FeatureParams, cache: FeatureCache,
     errors = {}
     results = compute([paths[i] for i in todo], fp, settings["n_jobs"],
                       settings["batch_size"], settings["backend"], settings["scheduler"])
-    for j, result in results:
+    for j, result in results if then is None else then(results):
         if isinstance(result, str):
             errors[todo[j]] = result
         else:

@@ -211,6 +211,24 @@ SCHEMA: dict[str, Validator] = {
     "cnn.training.early_stopping": optional(integer(1)),
     "cnn.training.early_stopping_valid": fraction,
     "cnn.training.device": one_of("auto", "cpu", "cuda"),
+    "weights.aisfx.url": location,
+    "weights.aisfx.sha256": lambda v: None if isinstance(v, str) and re.fullmatch(
+        r"[0-9a-fA-F]{64}", v) else "must be the checkpoint's 64-character hex SHA-256",
+    "embeddings.encoder": one_of("aisfx"),  # stages.encoders.ENCODERS
+    "embeddings.hop": lambda v: None if _is_number(v) and 0 < v <= 1 else (
+        "must be a fraction of a window in (0, 1]"),
+    "embeddings.pooling": lambda v: None if isinstance(v, list) and v and len(set(v)) == len(
+        v) and set(v) <= {"mean", "max", "std"} else (
+        "must be a non-empty list of distinct statistics from mean, max, std"),
+    "embeddings.blocks": lambda v: None if isinstance(v, list) and v and len(set(v)) == len(
+        v) and set(v) <= {1, 2, 3, 4} else (
+        "must be a non-empty list of distinct network blocks from 1 to 4, e.g. [4]"),
+    "embeddings.peak_normalize": one_of(True, False),
+    "embeddings.batch_size": integer(1),
+    "embeddings.device": one_of("auto", "cpu", "cuda"),
+    "pretrained.C": positive_number,
+    "pretrained.max_iter": integer(1),
+    "pretrained.class_weight": one_of(*CLASS_WEIGHTS),
     "ensemble.members": members,
     "ensemble.calibration": one_of(*CALIBRATIONS),
     "ensemble.calibration_folds": integer(2),
@@ -219,6 +237,7 @@ SCHEMA: dict[str, Validator] = {
     "tune.svc": grid_of("svc"),
     "tune.nn": grid_of("nn.training"),
     "tune.cnn": grid_of("cnn.training"),
+    "tune.pretrained": grid_of("pretrained"),
     "tune.folds": integer(2),
     "tune.max_folds": optional(integer(1)),
     "tune.n_jobs": n_jobs,

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from scripts.make_demo_data import SR, synth_clip, write_esc50_zip, write_freesound_zips
+from scripts.make_demo_data import (
+    SR,
+    synth_clip,
+    write_demo_weights,
+    write_esc50_zip,
+    write_freesound_zips,
+)
 from stages.audio import FeatureParams, feature_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,3 +83,11 @@ def freesound_zips(tmp_path_factory) -> tuple[Path, Path]:
     """FSDKaggle2019 audio and meta zips: 5 imbalanced classes (12 down to 6 single-label
     clips), 3 multi-label rows, clips from 0.3 to 30 s."""
     return write_freesound_zips(tmp_path_factory.mktemp("freesound"), 5, 12, seed=2)
+
+
+@pytest.fixture(scope="session")
+def demo_weights(tmp_path_factory) -> dict[str, str]:
+    """``weights.aisfx`` for a checkpoint of aisfx's network with seeded random weights
+    (a local path and its SHA-256): the pipeline's pretrained stages without the download."""
+    path = tmp_path_factory.mktemp("weights") / "checkpoint.pth"
+    return {"url": str(path), "sha256": write_demo_weights(path)}

@@ -69,7 +69,8 @@ def test_an_unknown_member_stops_the_stage_before_any_training(tmp_path):
     os.chdir(tmp_path)
     try:
         with pytest.raises(SystemExit, match=r"train-ensemble: no model called 'knn' \(known: "
-                                             r"svc, nn-2layer, nn-5layer, cnn, ensemble\)"):
+                                             r"svc, nn-2layer, nn-5layer, cnn, pretrained, "
+                                             r"ensemble\)"):
             main(["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"])
     finally:
         os.chdir(cwd)

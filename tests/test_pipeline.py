@@ -24,7 +24,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-MODELS = ("svc", "nn-2layer", "nn-5layer", "ensemble")
+MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained", "ensemble")
 
 
 def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
@@ -42,7 +42,7 @@ def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, esc50_zip, freesound_zips) -> tuple[Path, str]:
+def project(tmp_path_factory, esc50_zip, freesound_zips, demo_weights) -> tuple[Path, str]:
     repo = tmp_path_factory.mktemp("project")
     copy_project(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -50,6 +50,7 @@ def project(tmp_path_factory, esc50_zip, freesound_zips) -> tuple[Path, str]:
     params["data"]["esc50"]["url"] = str(esc50_zip)
     params["data"]["freesound"]["audio_url"] = freesound_zips[0].as_uri()
     params["data"]["freesound"]["meta_url"] = str(freesound_zips[1])
+    params["weights"]["aisfx"] = demo_weights
     params["features"]["n_jobs"] = 2
     # 36-48 training clips: small batches (fastai drops the incomplete one) and more steps
     params["nn"]["training"].update(epochs=15, lr=0.01, batch_size=8)
@@ -84,12 +85,21 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     features = pd.read_parquet(repo / "data/features/esc50.parquet")
     assert features.shape == (60, 4 + 2474)
     assert list(features.columns[:4]) == ["filename", "label", "fold", "src_file"]
+    # the pretrained model's inputs: the checkpoint verified once, every clip embedded
+    assert "Running stage 'weights'" in log and "weights aisfx: verified" in log
+    for dataset, clips in (("esc50", 60), ("freesound", 46)):  # FreeSound: 0.3 to 30 s
+        with np.load(repo / f"data/embeddings/{dataset}.npz") as embedded:
+            assert embedded["values"].shape == (clips, 2 * (256 + 512))
+            assert np.isfinite(embedded["values"]).all()
+            assert set(embedded["filename"]) == set(pd.read_parquet(
+                repo / f"data/features/{dataset}.parquet")["filename"])
 
     compare = json.loads((repo / "metrics/compare.json").read_text())
     assert set(compare["esc50"]) == set(MODELS)
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
     assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer | 1 |" in table
+    assert "| ESC-50 | Pretrained embeddings + LogReg | aisfx [3, 4] | 1 |" in table
     ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
     assert {"accuracy_svc", "accuracy_nn-2layer", "accuracy_nn-5layer"} <= set(ensemble)
     assert (repo / "plots/compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -164,6 +174,19 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
                                                             cwd=repo))}
     sh("git", "checkout", "--", "params.yaml", cwd=repo)
     assert changed == {"train-nn-2layer", "train-nn-5layer", "train-ensemble"}, changed
+    # the pooling of the embeddings: their stage only, and its cache computes nothing
+    params = yaml.safe_load(text)
+    params["embeddings"]["pooling"] = ["mean"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
+                                                            cwd=repo))}
+    assert changed == {"embeddings"}, changed  # then the model, if the embeddings change
+    log = sh("dvc", "repro", "embeddings@esc50", cwd=repo)
+    assert "60 of 60 clips in the feature cache; computing 0" in log
+    with np.load(repo / "data/embeddings/esc50.npz") as embedded:
+        assert embedded["values"].shape == (60, 256 + 512)
+    sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
+    sh("dvc", "checkout", "embeddings@esc50", cwd=repo)
     before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
@@ -236,7 +259,7 @@ def test_every_declared_plot_exists_and_renders(project):
             paths |= {next(iter(entry)).replace("${item}", str(d)) for d in items}
     for path in sorted(paths):
         assert (repo / path).exists(), path
-    assert len(list((repo / "plots/confusion").rglob("*.png"))) == 8
+    assert len(list((repo / "plots/confusion").rglob("*.png"))) == 2 * len(MODELS)
     assert {p.name for p in (repo / "plots/per_class").iterdir()} == {"esc50.png",
                                                                        "freesound.png"}
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo))

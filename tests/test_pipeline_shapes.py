@@ -25,7 +25,7 @@ SIZES = [1, 2, 3, 4, 5]
 
 
 @pytest.fixture(scope="module")
-def shaped(tmp_path_factory) -> tuple:
+def shaped(tmp_path_factory, demo_weights) -> tuple:
     data = tmp_path_factory.mktemp("shapes")
     esc50 = write_esc50_zip(data / "ESC-50-master.zip", n_classes=50, per_class=8, seed=4,
                             per_recording=2)
@@ -37,6 +37,7 @@ def shaped(tmp_path_factory) -> tuple:
     params["data"]["esc50"]["url"] = params["data"]["esc10"]["url"] = str(esc50)
     params["data"]["freesound"].update(audio_url=str(audio), meta_url=str(meta))
     params["features"]["n_jobs"] = 2
+    params["weights"]["aisfx"] = demo_weights
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=repo)
     sh("git", "add", "-A", cwd=repo)

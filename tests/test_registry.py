@@ -67,8 +67,9 @@ def shipped_params() -> dict:
 
 def test_the_registry_lists_every_model_once_in_order():
     found = models.every()
-    assert list(found) == ["svc", "nn-2layer", "nn-5layer", "cnn", "ensemble"]
-    assert [m.display for m in found.values()] == ["LinearSVC", "NN", "NN", "CNN", "Ensemble"]
+    assert list(found) == ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained", "ensemble"]
+    assert [m.display for m in found.values()] == ["LinearSVC", "NN", "NN", "CNN",
+                                                   "Pretrained embeddings + LogReg", "Ensemble"]
     assert models.module_of("nn-5layer") == "stages.models.nn"
     assert models.get("nn-5layer") is found["nn-5layer"]
     with pytest.raises(params.ParamError, match=r"no model called 'rf' \(known: svc, "):
@@ -78,7 +79,8 @@ def test_the_registry_lists_every_model_once_in_order():
 def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compared(
         knn_registered, tmp_path, monkeypatch):
     knn = models.get("knn")
-    assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "cnn", "ensemble", "knn"]
+    assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained",
+                                    "ensemble", "knn"]
     table = grouped_table(n_per_class=20)
     features = [c for c in table.columns if c.startswith("stft_")]
     rounds = [table.assign(round=f"fold{k + 1}", split=np.where(
@@ -126,7 +128,8 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
 
 
 @pytest.mark.slow
-def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_zip):
+def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_zip,
+                                                               demo_weights):
     """The README's recipe, followed literally in a copy of the project: the module, the
     params section and schema, the dvc.yaml block; then `dvc repro`."""
     repo = tmp_path / "project"
@@ -137,6 +140,7 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     config["tune"]["knn"] = KNN_PARAMS["tune"]["knn"]
     config["data"]["esc50"]["url"] = str(esc50_zip)
     config["features"]["n_jobs"] = 2
+    config["weights"]["aisfx"] = demo_weights
     config["ensemble"]["members"] = ["svc", "knn"]
     (repo / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     schema = (repo / "stages/params.py").read_text()  # ... and its schema

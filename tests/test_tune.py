@@ -21,8 +21,9 @@ from stages.tune import inner_folds, search
 from tests.conftest import REPO, separable_table
 from tests.test_train import PARAMS
 
-TUNE = {"svc": {"C": None}, "nn": {"ps": None}, "cnn": {"epochs": None}, "folds": 4,
-        "max_folds": None, "metric": "accuracy", "n_jobs": 1}
+TUNE = {"svc": {"C": None}, "nn": {"ps": None}, "cnn": {"epochs": None},
+        "pretrained": {"C": None}, "folds": 4, "max_folds": None, "metric": "accuracy",
+        "n_jobs": 1}
 FEATURES = [f"stft_mean_{i}" for i in range(12)]
 
 

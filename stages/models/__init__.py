@@ -1,6 +1,6 @@
 """The model registry: every model the pipeline trains, each described once.
 
-A model family is one module here (``svc.py``, ``nn.py``, ``ensemble.py``) with a
+A model family is one module here (``svc.py``, ``nn.py``, ``pretrained.py``...) with a
 ``MODELS`` list of :class:`Model`. A model's name is its family's module name, or that
 name and a suffix after a dash (``nn-2layer`` is in ``nn.py``), so a stage can load the
 one module it needs: ``get("svc")`` imports ``stages/models/svc.py`` and nothing else.
@@ -71,8 +71,9 @@ def get(name: str) -> Model:
 
 
 def every() -> dict[str, Model]:
-    """Every registered model by name, in module order (svc, nn, cnn, ensemble first)."""
-    first = ["svc", "nn", "cnn", "ensemble"]
+    """Every registered model by name, in module order (svc, nn, cnn, pretrained, ensemble
+    first)."""
+    first = ["svc", "nn", "cnn", "pretrained", "ensemble"]
     names = sorted((m.name for m in pkgutil.iter_modules(__path__)),
                    key=lambda n: (first.index(n) if n in first else len(first), n))
     return {model.name: model for family in names  # a shared module registers none

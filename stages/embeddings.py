@@ -1,0 +1,145 @@
+"""Stage `embeddings`: every clip's pretrained embedding, pooled over its windows.
+
+    python -m stages.embeddings DATASET RAW_DIR WEIGHTS OUT_NPZ --cache CACHE_DIR
+
+The ``embeddings`` section names the encoder (stages.encoders, with WEIGHTS from the
+stage `weights`, checked against ``weights.<encoder>.sha256``). Each clip is read whole,
+whatever its length, cut into the encoder's windows every ``hop`` of a window (a clip
+shorter than one window is zero-padded to one), and every window embedded: the windows
+are cut by the same parallel workers, per-clip cache and backend as the other extraction
+stages (``features.n_jobs``, ``batch_size``, ``backend``, ``scheduler``, ``on_error``);
+the network runs in this process, ``batch_size`` windows at a time, on ``device``. The
+cache keeps each clip's window embeddings, so a new ``pooling`` recomputes nothing.
+OUT_NPZ holds ``filename`` (metadata order, skipped clips left out) and ``values``,
+float32 (clips, len(pooling) x the encoder's dimension): each statistic of ``pooling``
+(mean, max, std) over a clip's windows, in that order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.audio import Recipe
+from stages.datasets import LayoutError, adapter_for
+from stages.encoders import (
+    WeightsError,
+    embed_windows,
+    encoder,
+    load_network,
+    torch_device,
+    verify_checkpoint,
+)
+from stages.extraction import ExtractionError, FeatureCache, Results, cached_features
+from stages.io import write_with
+from stages.params import ParamError, load_params
+
+POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
+
+
+@dataclass(frozen=True)
+class Windows(Recipe):
+    """A whole clip cut into the encoder's input windows (computed in the workers). The
+    fields are what the cached window embeddings depend on."""
+
+    duration: float | None = None
+    encoder: str = "aisfx"
+    weights: str = ""  # the checkpoint's SHA-256
+    hop: float = 0.5
+    blocks: tuple[int, ...] = (4,)  # what the network gives (stages.encoders.Cnn9)
+    peak_normalize: bool = False
+
+    def compute(self, ys: list[np.ndarray]) -> list[np.ndarray]:
+        front = encoder(self.encoder).front_end
+        return [front.windows(front.spectrogram(y, self.peak_normalize), self.hop)
+                .astype(np.float32) for y in ys]
+
+
+def embed(results: Results, net: nn.Module, batch_size: int, device: torch.device,
+          blocks: tuple[int, ...] = (4,)) -> Results:
+    """The workers' windows of each clip turned into its window embeddings, a network batch
+    of several clips' windows at a time; failures pass through."""
+    waiting: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> Iterator[tuple[int, np.ndarray]]:
+        values = embed_windows(net, np.concatenate([w for _, w in waiting]), batch_size, device,
+                               blocks)
+        ends = np.cumsum([len(w) for _, w in waiting])
+        yield from ((i, part) for (i, _), part in
+                    zip(waiting, np.split(values, ends[:-1]), strict=True))
+        waiting.clear()
+
+    for i, result in results:
+        if isinstance(result, str):
+            yield i, result
+            continue
+        waiting.append((i, result))
+        if sum(len(w) for _, w in waiting) >= batch_size:
+            yield from flush()
+    if waiting:
+        yield from flush()
+
+
+def pool(windows: np.ndarray, pooling: list[str]) -> np.ndarray:
+    """(len(pooling) x dim,) of a clip's (windows, dim) embeddings."""
+    return np.concatenate([POOLING[stat](windows, axis=0) for stat in pooling])
+
+
+def run(dataset: str, raw_dir: Path, weights: Path, params: dict, out: Path,
+        cache_dir: Path) -> list[str]:
+    """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
+    section = params["embeddings"]
+    enc = encoder(section["encoder"])
+    sha256 = params["weights"][enc.name]["sha256"]
+    verify_checkpoint(weights, sha256, enc.name)
+    device = torch_device(section["device"], "embeddings.device")
+    net = load_network(enc, weights, device)
+    recipe = Windows(sr=enc.front_end.sr, encoder=enc.name, weights=sha256.lower(),
+                     hop=section["hop"], blocks=tuple(section["blocks"]),
+                     peak_normalize=section["peak_normalize"])
+    adapter = adapter_for(dataset)
+    meta = adapter.metadata(raw_dir)
+    paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
+    cache = FeatureCache(cache_dir, recipe)
+    keys, errors = cached_features(
+        paths, recipe, cache, params["features"],
+        then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks))
+    keep = [i for i in range(len(meta)) if i not in errors]
+    values = np.stack([pool(cache.get(keys[i]), section["pooling"]) for i in keep])
+    filenames = meta["filename"].iloc[keep].to_numpy().astype(str)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+            np.savez(f, filename=filenames, values=values.astype(np.float32))
+
+    write_with(out, save)
+    return [str(meta["filename"].iloc[i]) for i in sorted(errors)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("raw_dir", type=Path)
+    parser.add_argument("weights", type=Path, help="the encoder's checkpoint (stage weights)")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--cache", type=Path, required=True, help="per-clip cache")
+    args = parser.parse_args(argv)
+    try:
+        skipped = run(args.dataset, args.raw_dir, args.weights, load_params(), args.out,
+                      args.cache)
+    except (ExtractionError, LayoutError, ParamError, WeightsError) as exc:
+        sys.exit(f"embeddings {args.dataset}: {exc}")
+    for name in skipped:
+        print(f"skipped {name}")
+    print(f"embeddings {args.dataset}: {len(skipped)} skipped -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

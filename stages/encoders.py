@@ -1,0 +1,230 @@
+"""Pretrained audio encoders: networks trained elsewhere, turning a clip into embeddings.
+
+An encoder is one :class:`Encoder` in :data:`ENCODERS`: where its published weights are
+(``weights.<name>`` in params.yaml names the file and its SHA-256; stage `weights`
+fetches it), the PyTorch module they load into (this project's own code, loaded with
+``strict=True``, so a checkpoint of another shape is refused), and the front end that
+turns audio into the network's input windows. :func:`embed_windows` runs it batched.
+
+``aisfx``: Ma & Lerch, "Representation Learning for the Automatic Indexing of Sound
+Effects Libraries", ISMIR 2022 (weights CC BY 4.0, from the ``aisfx`` 0.1.2 wheel on
+PyPI). A 9-layer CNN (the DCASE 2018 cross-task baseline's ``Cnn_9layers``: four blocks of
+two 3x3 convolutions with batch norm and ReLU, 64 to 512 channels, 2x2 max pooling after
+the first three) over windows of 100 frames x 96 mel bands (44.1 kHz, 2,048-sample
+blocks, hop 1,024: about 2.3 s), then a mean over frequency and a max over time: 512
+values per window. Its front end is the package's librosa one (HTK mel bands of unit
+area, ``log10(1 + 10^4 x)`` scaled by the training set's maximum, 9.4578), with time as
+the first axis as the network expects (the package's librosa path hands it the transposed
+spectrogram), and the audio as recorded unless asked to peak-normalize it as the package
+does (``embeddings.peak_normalize``; as recorded scored better on ESC-50: README).
+
+Adding an encoder: its module and front end here, an entry in :data:`ENCODERS`, its
+``weights.<name>`` section in params.yaml (URL and SHA-256) and in stages/params.py's
+SCHEMA.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from stages.archive import sha256sum
+from stages.params import ParamError
+
+
+class WeightsError(ValueError):
+    """A checkpoint file that is missing, not the published one, or of another network."""
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 convolutions (no bias), each with batch norm and ReLU, then max pooling."""
+
+    def __init__(self, c_in: int, c_out: int, pool: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.max_pool2d(x, self.pool) if self.pool > 1 else x
+
+
+class Cnn9(nn.Module):
+    """aisfx's embedding network; input (windows, frames, bands), output (windows, 512).
+
+    Parameter names are the checkpoint's (``conv_block1.conv1.weight`` ...), so its state
+    dict loads as it is.
+    """
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        channels = [1, width, 2 * width, 4 * width, 8 * width]
+        for i in range(4):
+            self.add_module(f"conv_block{i + 1}",
+                            ConvBlock(channels[i], channels[i + 1], pool=2 if i < 3 else 1))
+
+    def forward(self, x: torch.Tensor, blocks: tuple[int, ...] = (4,)) -> torch.Tensor:
+        """The embedding: each listed block's output (1 to 4; aisfx's is the 4th's alone)
+        averaged over bands, then its maximum over frames, concatenated."""
+        x = x[:, None]  # (windows, 1, frames, bands)
+        found = []
+        for i in range(1, max(blocks) + 1):
+            x = getattr(self, f"conv_block{i}")(x)
+            if i in blocks:
+                found.append(x.mean(dim=3).amax(dim=2))
+        return torch.cat(found, dim=1)
+
+    def width(self, blocks: tuple[int, ...]) -> int:
+        """Values per window for these blocks."""
+        return sum(getattr(self, f"conv_block{i}").conv1.out_channels for i in blocks)
+
+
+# The aisfx checkpoint pickles numpy scalars beside its tensors: torch.load's safe
+# (weights_only) unpickler takes them once allowed; nothing else in it may run code.
+_NUMPY_SCALARS = [np._core.multiarray.scalar,  # as numpy 2 pickles it, and numpy 1:
+                  (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+                  np.dtype, np.dtypes.Int64DType]
+
+
+def read_aisfx_state(path: Path) -> dict[str, torch.Tensor]:
+    """The embedding network's tensors from aisfx's ``checkpoint.pth``, a pickled
+    ``(state_dict, datasets)`` tuple; its classifier heads (trained for the sound-effects
+    libraries' labels) are left out."""
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+            state, _datasets = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        reason = next((line.strip() for line in lines if "error" in line.lower()),
+                      lines[0] if lines else "")[:300]
+        raise WeightsError(f"{path} is not an aisfx checkpoint ({type(exc).__name__}: "
+                           f"{reason})") from None
+    prefix = "embedding_net."
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class AisfxFrontEnd:
+    """aisfx's input: log-compressed mel spectrogram windows, time first."""
+
+    sr: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 1024
+    n_mels: int = 96
+    window: int = 100  # frames per network input
+    scale: float = 9.457798957824707  # the training spectrograms' maximum (aisfx 'original')
+
+    def spectrogram(self, y: np.ndarray, peak_normalize: bool = False) -> np.ndarray:
+        """(frames, bands) of one clip, values about 0 to 1; with ``peak_normalize``, of
+        the clip scaled to a peak of 1 first, as aisfx's librosa path does."""
+        peak = np.max(np.abs(y)) if len(y) else 0.0
+        y = y / peak if peak_normalize and peak > 0 else y
+        mel = librosa.feature.melspectrogram(y=y, sr=self.sr, n_fft=self.n_fft,
+                                             hop_length=self.hop_length, n_mels=self.n_mels,
+                                             fmin=0.0, fmax=self.sr / 2, htk=True, norm=1.0,
+                                             power=2.0)
+        return (np.log10(mel * 10000.0 + 1) / self.scale).T
+
+    def windows(self, spec: np.ndarray, hop: float) -> np.ndarray:
+        """(windows, window, bands): windows of ``window`` frames every ``hop`` of a window,
+        the last one dropped if incomplete (aisfx's ``blocking``), a short clip zero-padded
+        to one window."""
+        step = int(round(self.window * hop))
+        count = max(1, (len(spec) - self.window) // step + 1)
+        padded = np.concatenate([spec, np.zeros((self.window, spec.shape[1]), spec.dtype)])
+        return np.stack([padded[i * step:i * step + self.window] for i in range(count)])
+
+
+@dataclass(frozen=True)
+class Encoder:
+    name: str
+    network: Callable[[], nn.Module]
+    read_state: Callable[[Path], dict[str, torch.Tensor]]
+    front_end: AisfxFrontEnd
+    published: str  # where the weights come from, for messages
+    member: str | None = None  # the checkpoint's path inside a published archive (a wheel)
+
+
+ENCODERS = {
+    "aisfx": Encoder("aisfx", Cnn9, read_aisfx_state, AisfxFrontEnd(),
+                     published="the aisfx 0.1.2 wheel on PyPI (pip download --no-deps "
+                               "aisfx==0.1.2)",
+                     member="aisfx/models/checkpoint.pth"),
+}
+
+
+def encoder(name: str) -> Encoder:
+    if name not in ENCODERS:
+        raise ParamError(f"'embeddings.encoder' is {name!r}; known encoders: "
+                         f"{', '.join(ENCODERS)}")
+    return ENCODERS[name]
+
+
+def load_network(enc: Encoder, path: Path, device: torch.device) -> nn.Module:
+    """The encoder's network with the weights of ``path``, in eval mode on ``device``."""
+    net = enc.network()
+    state = enc.read_state(path)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:3]
+        raise WeightsError(f"{path} does not hold {enc.name}'s network: "
+                           f"{' '.join(s.strip() for s in first)}") from None
+    # channels-last convolutions: about 1.2x as fast on CPU (oneDNN), the same values
+    return net.to(device, memory_format=torch.channels_last).eval()
+
+
+def checkpoint_bytes(source: Path, member: str | None) -> bytes:
+    """The checkpoint in ``source``: its ``member`` when ``source`` is an archive holding it
+    (a wheel), else the file itself (a checkpoint taken out of the archive already)."""
+    if member and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as zf:
+            if member in zf.namelist():
+                return zf.read(member)
+    return source.read_bytes()
+
+
+def verify_checkpoint(path: Path, sha256: str, name: str) -> None:
+    """Refuse a missing weights file, or one other than ``weights.<name>.sha256`` names."""
+    if not path.is_file():
+        raise WeightsError(f"{path} does not exist: the stage `weights` fetches it from "
+                           f"'weights.{name}.url' (dvc repro weights)")
+    actual = sha256sum(path)
+    if actual != sha256.lower():
+        raise WeightsError(f"{path} has sha256 {actual}, not the {sha256} of "
+                           f"'weights.{name}.sha256': rerun the stage `weights` "
+                           "(dvc repro -f weights)")
+
+
+def torch_device(name: str, key: str) -> torch.device:
+    """``auto`` (a GPU when torch sees one), ``cpu`` or ``cuda``; ``key`` names the param."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamError(f"'{key}' is cuda, but torch sees no GPU here (use auto or cpu)")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def embed_windows(net: nn.Module, windows: np.ndarray, batch_size: int,
+                  device: torch.device, blocks: tuple[int, ...] = (4,)) -> np.ndarray:
+    """(windows, dim) float32 embeddings of (windows, frames, bands), ``batch_size`` at a
+    time, from the network's ``blocks``."""
+    out = [net(torch.from_numpy(np.ascontiguousarray(windows[start:start + batch_size],
+                                                     dtype=np.float32)).to(device),
+               blocks).float().cpu().numpy()
+           for start in range(0, len(windows), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, net.width(blocks)), np.float32)
