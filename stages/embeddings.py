@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from stages.audio import Recipe
-from stages.datasets import LayoutError, adapter_for
+from stages.datasets import LayoutError
 from stages.encoders import (
     WeightsError,
     embed_windows,
@@ -37,9 +37,9 @@ from stages.encoders import (
     torch_device,
     verify_checkpoint,
 )
-from stages.extraction import ExtractionError, FeatureCache, Results, cached_features
-from stages.io import write_with
+from stages.extraction import ExtractionError, Results, compute_dataset
 from stages.params import ParamError, load_params
+from stages.table import save_inputs
 
 POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
 
@@ -104,23 +104,12 @@ def run(dataset: str, raw_dir: Path, weights: Path, params: dict, out: Path,
     recipe = Windows(sr=enc.front_end.sr, encoder=enc.name, weights=sha256.lower(),
                      hop=section["hop"], blocks=tuple(section["blocks"]),
                      peak_normalize=section["peak_normalize"])
-    adapter = adapter_for(dataset)
-    meta = adapter.metadata(raw_dir)
-    paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
-    cache = FeatureCache(cache_dir, recipe)
-    keys, errors = cached_features(
-        paths, recipe, cache, params["features"],
+    done = compute_dataset(
+        dataset, raw_dir, recipe, cache_dir, params["features"],
         then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks))
-    keep = [i for i in range(len(meta)) if i not in errors]
-    values = np.stack([pool(cache.get(keys[i]), section["pooling"]) for i in keep])
-    filenames = meta["filename"].iloc[keep].to_numpy().astype(str)
-
-    def save(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
-            np.savez(f, filename=filenames, values=values.astype(np.float32))
-
-    write_with(out, save)
-    return [str(meta["filename"].iloc[i]) for i in sorted(errors)]
+    values = np.stack([pool(w, section["pooling"]) for w in done.values()])
+    save_inputs(out, done.filenames(), values.astype(np.float32))
+    return done.skipped()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,17 +17,19 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import joblib
 import librosa
 import numpy as np
+import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from stages.archive import sha256sum
 from stages.audio import FeatureParams, Recipe, feature_names, load_clip
+from stages.datasets import adapter_for
 from stages.io import write_with
 
 
@@ -192,3 +194,39 @@ def cached_features(paths: list[Path], fp: Recipe, cache: FeatureCache, settings
             cache.put(keys[todo[j]], result)
     check_errors(paths, errors, settings["on_error"])
     return keys, errors
+
+
+@dataclass
+class Computed:
+    """What :func:`compute_dataset` made of a dataset's clips."""
+
+    meta: pd.DataFrame  # every clip the metadata lists, in its order
+    keys: list[str]  # each clip's cache key
+    errors: dict[int, str]  # the clips left out (``on_error: skip``), by row
+    cache: FeatureCache
+
+    @property
+    def kept(self) -> list[int]:
+        return [i for i in range(len(self.meta)) if i not in self.errors]
+
+    def values(self) -> list[np.ndarray]:
+        """The values of every kept clip, in metadata order."""
+        return [self.cache.get(self.keys[i]) for i in self.kept]
+
+    def filenames(self) -> np.ndarray:
+        return self.meta["filename"].iloc[self.kept].to_numpy().astype(str)
+
+    def skipped(self) -> list[str]:
+        return [str(self.meta["filename"].iloc[i]) for i in sorted(self.errors)]
+
+
+def compute_dataset(dataset: str, raw_dir: Path, recipe: Recipe, cache_dir: Path,
+                    settings: dict, then: Callable[[Results], Results] | None = None,
+                    ) -> Computed:
+    """``recipe`` of every clip of a downloaded dataset, through the per-clip cache."""
+    adapter = adapter_for(dataset)
+    meta = adapter.metadata(raw_dir)
+    paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
+    cache = FeatureCache(cache_dir, recipe)
+    keys, errors = cached_features(paths, recipe, cache, settings, then)
+    return Computed(meta, keys, errors, cache)

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.audio import FeatureParams, feature_names
-from stages.datasets import LayoutError, adapter_for
-from stages.extraction import ExtractionError, FeatureCache, cached_features
+from stages.datasets import LayoutError
+from stages.extraction import ExtractionError, FeatureCache, compute_dataset
 from stages.io import write_json, write_with
 from stages.params import ParamError, load_params
 
@@ -64,17 +64,13 @@ def run(dataset: str, raw_dir: Path, params: dict, out: Path, metrics: Path,
     """The whole stage; returns the table of skipped clips (``filename``, ``error``)."""
     settings = params["features"]
     fp = FeatureParams.from_params(settings)
-    adapter = adapter_for(dataset)
-    meta = adapter.metadata(raw_dir)
-    paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
-    cache = FeatureCache(cache_dir, fp)
-    keys, errors = cached_features(paths, fp, cache, settings)
-    keep = [i for i in range(len(meta)) if i not in errors]
-    write_table(out, meta.iloc[keep], [keys[i] for i in keep], cache, feature_names(fp))
-    skipped = pd.DataFrame({"filename": meta["filename"].iloc[sorted(errors)].to_numpy(),
-                            "error": [errors[i] for i in sorted(errors)]})
+    done = compute_dataset(dataset, raw_dir, fp, cache_dir, settings)
+    write_table(out, done.meta.iloc[done.kept], [done.keys[i] for i in done.kept], done.cache,
+                feature_names(fp))
+    skipped = pd.DataFrame({"filename": done.skipped(),
+                            "error": [done.errors[i] for i in sorted(done.errors)]})
     write_with(skipped_csv, lambda tmp: skipped.to_csv(tmp, index=False))
-    write_json(metrics, {"clips": len(keep), "skipped": len(skipped)})
+    write_json(metrics, {"clips": len(done.kept), "skipped": len(skipped)})
     return skipped
 
 

@@ -20,30 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from stages.audio import LogMelParams
-from stages.datasets import LayoutError, adapter_for
-from stages.extraction import ExtractionError, FeatureCache, cached_features
-from stages.io import write_with
+from stages.datasets import LayoutError
+from stages.extraction import ExtractionError, compute_dataset
 from stages.params import ParamError, load_params
+from stages.table import save_inputs
 
 
 def run(dataset: str, raw_dir: Path, params: dict, out: Path, cache_dir: Path) -> list[str]:
     """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
     recipe = LogMelParams.from_params(params["spectrograms"])
-    adapter = adapter_for(dataset)
-    meta = adapter.metadata(raw_dir)
-    paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
-    cache = FeatureCache(cache_dir, recipe)
-    keys, errors = cached_features(paths, recipe, cache, params["features"])
-    keep = [i for i in range(len(meta)) if i not in errors]
-    values = np.stack([cache.get(keys[i]) for i in keep]).astype(np.float16)
-    filenames = meta["filename"].iloc[keep].to_numpy().astype(str)
-
-    def save(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
-            np.savez(f, filename=filenames, values=values)
-
-    write_with(out, save)
-    return [str(meta["filename"].iloc[i]) for i in sorted(errors)]
+    done = compute_dataset(dataset, raw_dir, recipe, cache_dir, params["features"])
+    save_inputs(out, done.filenames(), np.stack(done.values()).astype(np.float16))
+    return done.skipped()
 
 
 def main(argv: list[str] | None = None) -> None:

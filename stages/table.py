@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.io import write_with
+
 BLOCKS = ("stft", "mel", "cqt")  # the feature blocks, in column order
 
 
@@ -108,6 +110,16 @@ def load_inputs(path: Path) -> tuple[dict[str, int], np.ndarray]:
     row, and the values."""
     with np.load(path) as data:
         return {str(f): i for i, f in enumerate(data["filename"])}, data["values"]
+
+
+def save_inputs(out: Path, filenames: np.ndarray, values: np.ndarray) -> None:
+    """An inputs file (:func:`load_inputs`), written atomically."""
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+            np.savez(f, filename=filenames, values=values)
+
+    write_with(out, save)
 
 
 def recording_groups(rows: pd.DataFrame) -> np.ndarray:
