@@ -163,3 +163,32 @@ def test_the_cnn_joins_the_ensemble_on_its_spectrograms(tmp_path, monkeypatch):
     joined = np.concatenate([summary, x.astype(np.float16).reshape(len(x), -1)], axis=1)
     predicted = joblib.load(tmp_path / "model.joblib").predict(joined[valid])
     assert (predicted == pd.read_csv(tmp_path / "predictions.csv")["predicted"]).all()
+
+
+def test_the_pretrained_model_joins_the_ensemble_on_its_embeddings(tmp_path, monkeypatch):
+    """As the CNN: a member that reads embeddings takes them from --inputs (the
+    embeddings stage's file), after the features in the ensemble's X."""
+    rng = np.random.default_rng(5)
+    labels = np.repeat(["dog", "rain", "siren"], 30)
+    embedded = rng.normal(size=(len(labels), 24)).astype(np.float32)
+    embedded[np.arange(len(labels)), np.unique(labels, return_inverse=True)[1]] += 4
+    names = [f"{i}.wav" for i in range(len(labels))]
+    with open(tmp_path / "e.npz", "wb") as f:
+        np.savez(f, filename=np.array(names), values=embedded)
+    table = pd.DataFrame(rng.normal(size=(len(labels), 12)),  # features that know nothing
+                         columns=[f"mel_mean_{i}" for i in range(12)])
+    table.insert(0, "filename", names)
+    table.insert(1, "label", labels)
+    table.insert(2, "split", np.where(np.arange(len(labels)) % 4 == 0, "valid", "train"))
+    table.to_parquet(tmp_path / "normalized.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["svc"] = PARAMS["svc"]
+    params["ensemble"] = {**ENSEMBLE, "members": ["svc", "pretrained"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    args = ["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"]
+    with pytest.raises(SystemExit, match=r"'ensemble.members': pretrained reads embeddings"):
+        main(args)
+    main([*args, "--inputs", "e.npz"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["accuracy_pretrained"] >= 0.9 and metrics["accuracy_svc"] <= 0.6, metrics
