@@ -10,9 +10,11 @@ are cut by the same parallel workers, per-clip cache and backend as the other ex
 stages (``features.n_jobs``, ``batch_size``, ``backend``, ``scheduler``, ``on_error``);
 the network runs in this process, ``batch_size`` windows at a time, on ``device``. The
 cache keeps each clip's window embeddings, so a new ``pooling`` recomputes nothing.
+A window's embedding is the output of each network block in ``blocks`` (averaged over
+bands, maximized over frames: 256 values for aisfx's third block, 512 for its fourth).
 OUT_NPZ holds ``filename`` (metadata order, skipped clips left out) and ``values``,
-float32 (clips, len(pooling) x the encoder's dimension): each statistic of ``pooling``
-(mean, max, std) over a clip's windows, in that order.
+float32 (clips, len(pooling) x the window embedding's size): each statistic of
+``pooling`` (mean, max, std) over a clip's windows, in that order.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from torch import nn
 
 from stages.audio import Recipe
 from stages.datasets import LayoutError
+from stages.devices import torch_device
 from stages.encoders import (
+    AisfxFrontEnd,
     WeightsError,
     embed_windows,
     encoder,
     load_network,
-    torch_device,
     verify_checkpoint,
 )
 from stages.extraction import ExtractionError, Results, compute_dataset
@@ -55,9 +58,13 @@ class Windows(Recipe):
     hop: float = 0.5
     blocks: tuple[int, ...] = (4,)  # what the network gives (stages.encoders.Cnn9)
     peak_normalize: bool = False
+    # what else the values depend on: the front end's constants, torch, the device's kind
+    front_end: AisfxFrontEnd = AisfxFrontEnd()
+    torch: str = torch.__version__
+    device: str = "cpu"
 
     def compute(self, ys: list[np.ndarray]) -> list[np.ndarray]:
-        front = encoder(self.encoder).front_end
+        front = self.front_end
         return [front.windows(front.spectrogram(y, self.peak_normalize), self.hop)
                 .astype(np.float32) for y in ys]
 
@@ -102,8 +109,9 @@ def run(dataset: str, raw_dir: Path, weights: Path, params: dict, out: Path,
     device = torch_device(section["device"], "embeddings.device")
     net = load_network(enc, weights, device)
     recipe = Windows(sr=enc.front_end.sr, encoder=enc.name, weights=sha256.lower(),
-                     hop=section["hop"], blocks=tuple(section["blocks"]),
-                     peak_normalize=section["peak_normalize"])
+                     hop=section["hop"], blocks=tuple(sorted(section["blocks"])),
+                     peak_normalize=section["peak_normalize"], front_end=enc.front_end,
+                     device=device.type)
     done = compute_dataset(
         dataset, raw_dir, recipe, cache_dir, params["features"],
         then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks))

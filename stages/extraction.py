@@ -1,8 +1,9 @@
 """Computing something of every clip in parallel batches, with a per-clip cache.
 
-What the `feature-extraction` and `spectrograms` stages share. A recipe (the 2,474
-features, stages.audio.FeatureParams, or a log-mel spectrogram, LogMelParams) says how a
-clip is loaded (``sr``, ``duration``) and computed (``batch``). Clips are computed in
+What the `feature-extraction`, `spectrograms` and `embeddings` stages share. A recipe (the
+2,474 features, stages.audio.FeatureParams; a log-mel spectrogram, LogMelParams; a clip's
+windows for a pretrained encoder, stages.embeddings.Windows) says how a clip is loaded
+(``sr``, ``duration``) and computed (``compute``). Clips are computed in
 batches of ``features.batch_size`` by ``features.n_jobs`` parallel workers, on this
 machine (``features.backend: local``) or on a Dask cluster (``dask``, at
 ``features.scheduler``). Each clip's values are kept in a cache folder under the hash of
@@ -88,7 +89,7 @@ def backend(name: str, scheduler: str | None, n_jobs: int) -> Iterator[None]:
         yield
 
 
-def compute(paths: list[Path], fp: FeatureParams, n_jobs: int = 1, batch_size: int = 32,
+def compute(paths: list[Path], fp: Recipe, n_jobs: int = 1, batch_size: int = 32,
             backend_name: str = "local", scheduler: str | None = None,
             ) -> Iterator[tuple[int, np.ndarray | str]]:
     """``(index, features or error)`` for every path, in order, with a progress bar."""
@@ -146,7 +147,7 @@ class FeatureCache:
     version, so a changed clip, a new clip or a changed feature param is a cache miss.
     """
 
-    def __init__(self, folder: Path, fp: FeatureParams):
+    def __init__(self, folder: Path, fp: Recipe):
         self.folder = folder
         recipe = json.dumps({**asdict(fp), "librosa": librosa.__version__}, sort_keys=True)
         self.recipe = hashlib.sha256(recipe.encode()).hexdigest()[:16]

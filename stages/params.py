@@ -89,9 +89,14 @@ def location(v: Any) -> str | None:
         "must be an http(s) or file:// URL, or a local path")
 
 
+def sha256_digest(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
+    return None if ok else "must be a 64-character hex SHA-256 digest"
+
+
 def sha256(v: Any) -> str | None:
-    ok = v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v))
-    return None if ok else "must be null or a 64-character hex SHA-256 digest"
+    return None if v is None or not sha256_digest(v) else (
+        "must be null or a 64-character hex SHA-256 digest")
 
 
 def optional(check: Validator) -> Validator:
@@ -212,16 +217,15 @@ SCHEMA: dict[str, Validator] = {
     "cnn.training.early_stopping_valid": fraction,
     "cnn.training.device": one_of("auto", "cpu", "cuda"),
     "weights.aisfx.url": location,
-    "weights.aisfx.sha256": lambda v: None if isinstance(v, str) and re.fullmatch(
-        r"[0-9a-fA-F]{64}", v) else "must be the checkpoint's 64-character hex SHA-256",
+    "weights.aisfx.sha256": sha256_digest,  # the checkpoint's, always checked
     "embeddings.encoder": one_of("aisfx"),  # stages.encoders.ENCODERS
-    "embeddings.hop": lambda v: None if _is_number(v) and 0 < v <= 1 else (
-        "must be a fraction of a window in (0, 1]"),
+    "embeddings.hop": lambda v: None if _is_number(v) and 0.01 <= v <= 1 else (
+        "must be a fraction of a window from 0.01 to 1"),
     "embeddings.pooling": lambda v: None if isinstance(v, list) and v and len(set(v)) == len(
         v) and set(v) <= {"mean", "max", "std"} else (
         "must be a non-empty list of distinct statistics from mean, max, std"),
-    "embeddings.blocks": lambda v: None if isinstance(v, list) and v and len(set(v)) == len(
-        v) and set(v) <= {1, 2, 3, 4} else (
+    "embeddings.blocks": lambda v: None if isinstance(v, list) and v and all(
+        _is_int(b) and 1 <= b <= 4 for b in v) and len(set(v)) == len(v) else (
         "must be a non-empty list of distinct network blocks from 1 to 4, e.g. [4]"),
     "embeddings.peak_normalize": one_of(True, False),
     "embeddings.batch_size": integer(1),

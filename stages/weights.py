@@ -27,18 +27,25 @@ def fetch_weights(name: str, params: dict, out: Path, cache_dir: Path) -> str:
     section = params["weights"][name]
     url, expected = section["url"], section["sha256"].lower()
     source = fetch(url, None, cache_dir, param=f"weights.{name}.url")
-    data = checkpoint_bytes(source, enc.member)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(data)
-        actual = sha256sum(tmp)
-        if actual != expected:
-            inside = f" ({enc.member})" if enc.member else ""
-            raise WeightsError(
-                f"{url}{inside} has sha256 {actual}, not the {expected} of "
-                f"'weights.{name}.sha256': not the checkpoint expected. Point "
-                f"'weights.{name}.url' at {enc.published}; for a checkpoint of your own of "
-                f"the same network, set 'weights.{name}.sha256' to its digest")
-        load_network(enc, tmp, "cpu")  # a checkpoint of another network is refused here
+    downloaded = source.is_relative_to(cache_dir.absolute()) or source.is_relative_to(cache_dir)
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(checkpoint_bytes(source, enc.member))
+            actual = sha256sum(tmp)
+            if actual != expected:
+                inside = f" ({enc.member})" if enc.member else ""
+                raise WeightsError(
+                    f"{url}{inside} has sha256 {actual}, not the {expected} of "
+                    f"'weights.{name}.sha256': not the checkpoint expected. Point "
+                    f"'weights.{name}.url' at {enc.published}; for a checkpoint of your own "
+                    f"of the same network, in aisfx's format, set 'weights.{name}.sha256' to "
+                    "its digest")
+            load_network(enc, tmp, "cpu")  # a checkpoint of another network is refused here
+    except WeightsError as exc:
+        if not downloaded:
+            raise
+        source.unlink()  # a bad download is not kept: the next run fetches it afresh
+        raise WeightsError(f"{exc} (the downloaded file was deleted)") from None
     return url
 
 

@@ -29,7 +29,7 @@ from stages.encoders import (
     load_network,
     verify_checkpoint,
 )
-from stages.params import load_params
+from stages.params import SCHEMA, load_params
 from stages.weights import fetch_weights
 from tests.conftest import REPO
 
@@ -136,6 +136,14 @@ def test_weights_stage_takes_the_checkpoint_out_of_the_wheel_and_verifies_it(tmp
     assert "pip download --no-deps aisfx==0.1.2" in message
     assert not out.exists() and list(out.parent.iterdir()) == []  # nothing half-written
 
+    other_zip = tmp_path / "other.whl"
+    with zipfile.ZipFile(other_zip, "w") as zf:
+        zf.writestr("aisfx/__init__.py", "")
+    params["weights"]["aisfx"]["url"] = str(other_zip)
+    with pytest.raises(WeightsError, match=r"other.whl is an archive without "
+                                           r"aisfx/models/checkpoint.pth"):
+        fetch_weights("aisfx", params, out, tmp_path / "cache")
+
     params["weights"]["aisfx"]["url"] = str(tmp_path / "nowhere.whl")
     with pytest.raises(DownloadError, match=r"weights.aisfx.url: .*nowhere.whl does not exist"):
         fetch_weights("aisfx", params, out, tmp_path / "cache")
@@ -184,3 +192,11 @@ def test_more_blocks_add_their_outputs_before_the_last_ones(demo_net, wav):
     both = embed_windows(demo_net, windows, 4, CPU, blocks=(3, 4))
     assert both.shape == (3, 256 + 512) and demo_net.width((3, 4)) == 768
     assert_embeddings_close(both[:, 256:], last)
+
+
+def test_every_encoder_is_a_valid_param_with_its_weights_section():
+    for name in ENCODERS:
+        assert SCHEMA["embeddings.encoder"](name) is None
+        assert {f"weights.{name}.url", f"weights.{name}.sha256"} <= set(SCHEMA)
+    assert SCHEMA["embeddings.encoder"]("panns") is not None
+    assert SCHEMA["embeddings.hop"](0.001) and SCHEMA["embeddings.blocks"]([True])

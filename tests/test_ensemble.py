@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from stages.evaluate import METRICS, Scores, TrainingError
+from stages.models.ensemble import build as build_ensemble
 from stages.models.ensemble import check_probabilities
 from stages.models.nn import TabularNN
+from stages.params import ParamError
 from stages.table import Round
 from stages.train_ensemble import fit_round, main
 from tests.conftest import REPO
@@ -192,3 +194,12 @@ def test_the_pretrained_model_joins_the_ensemble_on_its_embeddings(tmp_path, mon
     main([*args, "--inputs", "e.npz"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["accuracy_pretrained"] >= 0.9 and metrics["accuracy_svc"] <= 0.6, metrics
+
+
+def test_members_reading_two_kinds_of_other_inputs_are_refused_by_name():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ensemble"]["members"] = ["svc", "cnn", "pretrained"]
+    with pytest.raises(ParamError, match=r"'ensemble.members': cnn reads spectrograms, "
+                                         r"pretrained reads embeddings; the ensemble takes "
+                                         r"one kind"):
+        build_ensemble(params, ["mel_mean_0"], None, (4,))

@@ -25,12 +25,15 @@ import soundfile as sf
 import yaml
 
 from scripts.bench_features import naive_features as reference_features
+from scripts.make_demo_data import write_demo_weights
 from stages import archive, feature_extraction
 from stages.archive import DownloadError, _download
 from stages.audio import FeatureParams
 from stages.datasets import LayoutError
 from stages.download import download
+from stages.encoders import WeightsError
 from stages.extraction import ExtractionError, extract_features
+from stages.weights import fetch_weights
 from tests.conftest import REPO
 
 FP = FeatureParams()
@@ -345,3 +348,16 @@ def test_skip_mode_stage_records_skipped_clips(esc50_zip, tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="(?s)1 of 60 clips failed.*2-102000-A-0.wav: AudioError"):
         feature_extraction.main(args)
     assert len(pd.read_parquet("f.parquet")) == 59  # the previous output is untouched
+
+
+def test_weights_of_another_checksum_over_http_are_not_kept(flaky_server, tmp_path):
+    """A download that is not the checkpoint expected is deleted: a rerun fetches anew."""
+    checkpoint = tmp_path / "checkpoint.pth"
+    write_demo_weights(checkpoint)
+    url = flaky_server(checkpoint.read_bytes(), drops=0)
+    params = {"weights": {"aisfx": {"url": url, "sha256": "0" * 64}}}
+    cache, out = tmp_path / "cache", tmp_path / "weights/aisfx.pth"
+    with pytest.raises(WeightsError, match=r"not the 0{64} of 'weights.aisfx.sha256'.*"
+                                           r"\(the downloaded file was deleted\)"):
+        fetch_weights("aisfx", params, out, cache)
+    assert list(cache.iterdir()) == [] and not out.exists()

@@ -26,9 +26,9 @@ import torch
 from fastai.tabular.all import Callback, MixUp
 from torch import nn
 
+from stages.devices import torch_device
 from stages.models import Model
 from stages.models.fastai_base import FastaiClassifier
-from stages.params import ParamError
 
 
 class SpecAugment(Callback):
@@ -106,13 +106,7 @@ class SpectrogramCNN(FastaiClassifier):
         self.seed = seed
 
     def torch_device(self) -> torch.device:
-        name = self.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        if name == "cuda" and not torch.cuda.is_available():
-            raise ParamError("'cnn.training.device' is cuda, but torch sees no GPU here "
-                             "(use auto or cpu)")
-        return torch.device(name)
+        return torch_device(self.device, "cnn.training.device")
 
     def prepare(self, x: np.ndarray, trained: np.ndarray) -> None:
         self.mean_ = x[trained].mean(axis=(0, 2), keepdims=True)[0]  # per band: (bands, 1)

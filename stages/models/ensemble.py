@@ -184,6 +184,12 @@ def build(params: dict, features: list[str], tuned: dict[str, dict] | None = Non
     the feature columns followed by those inputs, flattened.
     """
     section, tuned = params["ensemble"], tuned or {}
+    reading = {name: models.get(name).inputs for name in section["members"]
+               if models.get(name).inputs != "features"}
+    if len(set(reading.values())) > 1:
+        listing = ", ".join(f"{name} reads {kind}" for name, kind in reading.items())
+        raise ParamError(f"'ensemble.members': {listing}; the ensemble takes one kind of "
+                         "other inputs (--inputs) besides the features")
     members = []
     for name in section["members"]:
         model = models.get(name)
