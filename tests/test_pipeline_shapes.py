@@ -38,6 +38,10 @@ def shaped(tmp_path_factory, demo_weights) -> tuple:
     params["data"]["freesound"].update(audio_url=str(audio), meta_url=str(meta))
     params["features"]["n_jobs"] = 2
     params["weights"]["aisfx"] = demo_weights
+    # shapes, not training length, are tested here (test_pipeline runs the defaults):
+    # the original's 10 NN epochs and two calibration folds keep the run within minutes
+    params["nn"]["training"]["epochs"] = 10
+    params["ensemble"]["calibration_folds"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
