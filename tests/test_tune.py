@@ -209,3 +209,21 @@ def test_the_search_chooses_the_same_whatever_the_number_of_parallel_fits():
     (tuned_1, chosen_1), (tuned_2, chosen_2) = found
     assert chosen_1 == chosen_2 and tuned_1["nn"] == tuned_2["nn"]
     assert set(chosen_1["tuned"]) == {"ps"}
+
+
+def test_the_pretrained_models_grid_is_searched_on_its_embeddings():
+    """tune.pretrained searches the pretrained section on the round's embeddings (its
+    --inputs), not on the feature columns: here only the embeddings know the classes."""
+    table = esc50_like()
+    labels = table["label"].str[-1].astype(int).to_numpy()
+    rng = np.random.default_rng(2)
+    embedded = rng.normal(size=(len(table), 8))
+    embedded[np.arange(len(table)), labels] += 3.0  # separable, unless C forbids any weight
+    table[FEATURES] = rng.normal(size=(len(table), len(FEATURES))).astype(np.float32)
+    by_name = {name: i for i, name in enumerate(table["filename"])}
+    rnd = Round("fold5", table, FEATURES).with_inputs(by_name, embedded, "embeddings.npz")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tune"] = {**TUNE, "pretrained": {"C": [1e-6, 1.0]}}
+    tuned, chosen = search(get("pretrained"), params, rnd)
+    assert chosen["tuned"] == {"C": 1.0} and chosen["tuned_accuracy"] > 0.9
+    assert tuned["pretrained"]["C"] == 1.0 and tuned["svc"] == params["svc"]
