@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages.archive import DownloadError, fetch, sha256sum
+from stages.archive import DownloadError, fetch, local_path, sha256sum
 from stages.encoders import WeightsError, checkpoint_bytes, encoder, load_network
 from stages.io import atomic_path
 from stages.params import ParamError, load_params
@@ -27,7 +27,7 @@ def fetch_weights(name: str, params: dict, out: Path, cache_dir: Path) -> str:
     section = params["weights"][name]
     url, expected = section["url"], section["sha256"].lower()
     source = fetch(url, None, cache_dir, param=f"weights.{name}.url")
-    downloaded = source.is_relative_to(cache_dir.absolute()) or source.is_relative_to(cache_dir)
+    downloaded = local_path(url) is None  # fetched into cache_dir, not the user's own file
     try:
         with atomic_path(out) as tmp:
             tmp.write_bytes(checkpoint_bytes(source, enc.member))

@@ -14,7 +14,7 @@ from stages.models.ensemble import build as build_ensemble
 from stages.models.ensemble import check_probabilities
 from stages.models.nn import TabularNN
 from stages.params import ParamError
-from stages.table import Round
+from stages.table import Round, save_inputs
 from stages.train_ensemble import fit_round, main
 from tests.conftest import REPO
 from tests.test_train import PARAMS, grouped_table
@@ -132,27 +132,38 @@ def test_members_trained_at_once_give_the_same_ensemble():
     assert (probs[0].argmax(axis=1) == probs[1].argmax(axis=1)).all()
 
 
+def member_project(folder, labels, features, inputs, inputs_file, members,
+                   monkeypatch) -> pd.DataFrame:
+    """A train-ensemble project in ``folder`` (the working directory from now on): a
+    normalized table of ``features`` (every fourth clip validation), the ``inputs`` of the
+    same clips as the member's stage writes them, and params with ``members``."""
+    names = np.array([f"{i}.wav" for i in range(len(labels))])
+    save_inputs(folder / inputs_file, names, inputs)
+    table = pd.DataFrame(features, columns=[f"mel_mean_{i}" for i in range(features.shape[1])])
+    table.insert(0, "filename", names)
+    table.insert(1, "label", labels)
+    table.insert(2, "split", np.where(np.arange(len(labels)) % 4 == 0, "valid", "train"))
+    table.to_parquet(folder / "normalized.parquet")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["svc"] = PARAMS["svc"]
+    params["ensemble"] = {**ENSEMBLE, "members": members}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(folder)
+    return table
+
+
 def test_the_cnn_joins_the_ensemble_on_its_spectrograms(tmp_path, monkeypatch):
     """A member that reads spectrograms (the CNN) takes them from --inputs, after the
     features in the ensemble's X; without them the stage stops naming what is missing."""
     from tests.test_cnn import SMALL, rhythm_set
 
     x, labels = rhythm_set(n_per_class=30, seed=4)  # time structure only: the CNN hears it
-    names = [f"{i}.wav" for i in range(len(x))]
-    with open(tmp_path / "s.npz", "wb") as f:
-        np.savez(f, filename=np.array(names), values=x.astype(np.float16))
     summary = np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)  # what features see
-    table = pd.DataFrame(summary, columns=[f"mel_mean_{i}" for i in range(32)])
-    table.insert(0, "filename", names)
-    table.insert(1, "label", labels)
-    table.insert(2, "split", np.where(np.arange(len(x)) % 4 == 0, "valid", "train"))
-    table.to_parquet(tmp_path / "normalized.parquet")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["svc"] = PARAMS["svc"]
+    table = member_project(tmp_path, labels, summary, x.astype(np.float16), "s.npz",
+                           ["svc", "cnn"], monkeypatch)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["cnn"]["training"] = SMALL
-    params["ensemble"] = {**ENSEMBLE, "members": ["svc", "cnn"]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
     args = ["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"]
     with pytest.raises(SystemExit, match=r"'ensemble.members': cnn reads spectrograms: give "
                                          r"train-ensemble its stage's --inputs file"):
@@ -174,20 +185,8 @@ def test_the_pretrained_model_joins_the_ensemble_on_its_embeddings(tmp_path, mon
     labels = np.repeat(["dog", "rain", "siren"], 30)
     embedded = rng.normal(size=(len(labels), 24)).astype(np.float32)
     embedded[np.arange(len(labels)), np.unique(labels, return_inverse=True)[1]] += 4
-    names = [f"{i}.wav" for i in range(len(labels))]
-    with open(tmp_path / "e.npz", "wb") as f:
-        np.savez(f, filename=np.array(names), values=embedded)
-    table = pd.DataFrame(rng.normal(size=(len(labels), 12)),  # features that know nothing
-                         columns=[f"mel_mean_{i}" for i in range(12)])
-    table.insert(0, "filename", names)
-    table.insert(1, "label", labels)
-    table.insert(2, "split", np.where(np.arange(len(labels)) % 4 == 0, "valid", "train"))
-    table.to_parquet(tmp_path / "normalized.parquet")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["svc"] = PARAMS["svc"]
-    params["ensemble"] = {**ENSEMBLE, "members": ["svc", "pretrained"]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
+    member_project(tmp_path, labels, rng.normal(size=(len(labels), 12)),  # features: noise
+                   embedded, "e.npz", ["svc", "pretrained"], monkeypatch)
     args = ["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"]
     with pytest.raises(SystemExit, match=r"'ensemble.members': pretrained reads embeddings"):
         main(args)
