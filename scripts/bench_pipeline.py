@@ -49,16 +49,21 @@ from stages.params import read_yaml  # noqa: E402
 def stages_of(project: Path, params: dict, dataset: str) -> list[str]:
     """The stages of dvc.yaml that run for ``dataset``, in the file's (the DAG's) order:
     ``<stage>@<dataset>`` for a ``foreach`` over a list holding it (``datasets``,
-    ``cnn.datasets``), the plain name otherwise."""
+    ``cnn.datasets``), ``<stage>@<dataset>-<model>`` for the ensemble's members (a
+    ``matrix``), the plain name otherwise."""
+    def value(reference: str) -> list:
+        node = params
+        for part in reference.strip("${}").split("."):
+            node = node[part]
+        return node
+
     found = []
     for name, stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].items():
-        if "foreach" not in stage:
+        if "matrix" in stage:  # ensemble-member: a stage per dataset and member
+            found += [f"{name}@{dataset}-{model}" for model in value(stage["matrix"]["model"])]
+        elif "foreach" not in stage:
             found.append(name)
-            continue
-        node = params
-        for part in stage["foreach"].strip("${}").split("."):
-            node = node[part]
-        if dataset in node:
+        elif dataset in value(stage["foreach"]):
             found.append(f"{name}@{dataset}")
     return found
 

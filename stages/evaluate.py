@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
@@ -88,6 +89,43 @@ class RoundResult:
     round: Round
     predicted: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)  # numbers, or what tune chose
+    # each validation clip's probability of every class of the round (class_probabilities)
+    probabilities: np.ndarray | None = None
+    # the training clips' out-of-fold probabilities (stages.tune.out_of_fold), if computed
+    oof: pd.DataFrame | None = None
+
+
+def round_classes(rnd: Round) -> np.ndarray:
+    """The classes of a round's table, sorted: the columns of its probabilities."""
+    return np.unique(rnd.table["label"].to_numpy())
+
+
+def class_probabilities(estimator: Any, X, classes: np.ndarray) -> np.ndarray:
+    """Each row's probability of every class of ``classes``, in that order.
+
+    ``predict_proba`` where the estimator has one; else the softmax of its decision values
+    (LinearSVC: scores, not calibrated; the ensemble learns how far to trust them). A class
+    the estimator never saw gets 0.
+    """
+    if hasattr(estimator, "predict_proba"):
+        found = np.asarray(estimator.predict_proba(X), dtype=float)
+    else:
+        scores = np.asarray(estimator.decision_function(X), dtype=float)
+        if scores.ndim == 1:  # a binary estimator: one column, for its second class
+            scores = np.stack([-scores, scores], axis=1) / 2
+        found = np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+    out = np.zeros((len(found), len(classes)))
+    out[:, np.searchsorted(classes, estimator.classes_)] = found
+    return out
+
+
+def check_probabilities(probs: np.ndarray, model: str) -> None:
+    """Refuse probabilities that are not finite, outside [0, 1] or not summing to 1."""
+    sums = probs.sum(axis=1)
+    if not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
+            and np.allclose(sums, 1, atol=1e-5)):
+        raise TrainingError(f"{model} gave invalid class probabilities (row sums "
+                            f"{sums.min():.6f} to {sums.max():.6f}, min {probs.min():.6f})")
 
 
 def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
@@ -161,7 +199,8 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
     the training part); ``watch``, the validation part's ``(X, y)``, which an NN reports each
     epoch without learning from it; ``live``, a dvclive ``Live`` for per-epoch curves. The
     fitted estimator's ``fit_info_`` (a dict of numbers, if it has one) joins the round's
-    figures. A ConvergenceWarning is printed with the round's name.
+    figures, and its class probabilities of the validation clips (:func:`class_probabilities`)
+join the RoundResult. A ConvergenceWarning is printed with the round's name.
     """
     if live is not None and "live" not in signature(estimator.fit).parameters:
         raise TrainingError(f"{type(estimator).__name__} logs no training curves")
@@ -176,20 +215,22 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
-    predicted = estimator.predict(rnd.xy("valid")[0])
-    return estimator, RoundResult(rnd, predicted, dict(getattr(estimator, "fit_info_", {})))
+    x_valid = rnd.xy("valid")[0]
+    return estimator, RoundResult(
+        rnd, estimator.predict(x_valid), dict(getattr(estimator, "fit_info_", {})),
+        class_probabilities(estimator, x_valid, round_classes(rnd)))
 
 
 def train_rounds(
     model: str, normalized: Path, fit: Callable[[Round, bool], tuple[Any, RoundResult]],
     metrics_path: Path, predictions_path: Path,
-) -> tuple[Any, dict]:
+) -> tuple[Any, dict, list[RoundResult]]:
     """What a model stage does: train and score every round, then write the results.
 
     Every round is checked for non-finite features before any training; then
     ``fit(rnd, primary)`` trains on each round (``primary`` for the first) and returns the
     fitted model and its RoundResult. Returns the primary round's model, the one the stage
-    saves, and the metrics.
+    saves, the metrics and every round's result.
     """
     rounds = load_rounds(normalized)
     for rnd in rounds:
@@ -204,7 +245,7 @@ def train_rounds(
         if not results:
             primary = fitted
         results.append(result)
-    return primary, write_results(model, results, metrics_path, predictions_path)
+    return primary, write_results(model, results, metrics_path, predictions_path), results
 
 
 def headline(metrics: dict) -> str:

@@ -1,9 +1,10 @@
 """Cutting a training part into folds by class, robust to small and uneven classes.
 
-Three places cut a round's training part by class: ``tune``'s inner folds, the ensemble's
-calibration folds and early stopping's carved set. Real datasets have classes of one, two
-or three clips, and clips cut from one recording (``src_file``) that must stay on one side.
-:func:`class_folds` is the one rule for all three:
+Two places cut a round's training part by class: ``tune``'s inner folds (which also cut
+the out-of-fold probabilities the ensemble learns from) and early stopping's carved set.
+Real datasets have classes of one, two or three clips, and clips cut from one recording
+(``src_file``) that must stay on one side.
+:func:`class_folds` is the one rule for both:
 
 - a class with fewer recordings than ``keep_below`` cannot be on both sides of every fold,
   so it is kept in the training side of every fold (never validated on there), and so is

@@ -22,7 +22,7 @@ import yaml
 PARAMS_FILE = "params.yaml"
 SCALERS = ("none", "standard", "minmax", "robust")
 CLASS_WEIGHTS = ("none", "balanced")
-CALIBRATIONS = ("temperature", "sigmoid", "isotonic")  # CalibratedClassifierCV methods
+COMBINATIONS = ("weighted", "vote")  # ensemble.combine (stages.models.ensemble)
 METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")  # every model's scores
 
 # A validator returns what is wrong with a value, or None when it is fine.
@@ -234,9 +234,8 @@ SCHEMA: dict[str, Validator] = {
     "pretrained.max_iter": integer(1),
     "pretrained.class_weight": one_of(*CLASS_WEIGHTS),
     "ensemble.members": members,
-    "ensemble.calibration": one_of(*CALIBRATIONS),
-    "ensemble.calibration_folds": integer(2),
-    "ensemble.n_jobs": n_jobs,
+    "ensemble.combine": one_of(*COMBINATIONS),
+    "oof.folds": optional(integer(0)),
     # architectures (nn.layers, nn_deep.layers) are compared as experiments, not tuned
     "tune.svc": grid_of("svc"),
     "tune.nn": grid_of("nn.training"),

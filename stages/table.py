@@ -18,6 +18,7 @@ import pandas as pd
 from stages.io import write_with
 
 BLOCKS = ("stft", "mel", "cqt")  # the feature blocks, in column order
+PREFIX = "p_"  # a probabilities table's class columns: p_<class> (stages.train)
 
 
 class InputsError(ValueError):

@@ -1,7 +1,7 @@
 """Stage `train-<model>`: train and score one registered model on every evaluation round.
 
     python -m stages.train MODEL NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
-                           [--curves DIR] [--inputs NPZ]
+                           [--curves DIR] [--inputs NPZ] [--probabilities PARQUET]
 
 MODEL is a name in the model registry (stages.models: svc, nn-2layer, nn-5layer, cnn...).
 One model is trained per evaluation round of the normalized table (stages.evaluate), with
@@ -10,7 +10,9 @@ on the round's validation part. A model that reads other inputs than the feature
 (the CNN: log-mel spectrograms) takes them from ``--inputs`` (stages.spectrograms's file),
 clip by clip, with the rounds of the normalized table. MODEL_JOBLIB is the primary round's
 fitted estimator; with ``--curves``, that round's per-epoch curves (dvclive) are written to
-DIR.
+DIR. With ``--probabilities``, the class probabilities of every round are written to
+PARQUET (:func:`probabilities_table`): the validation clips' from the round's model, the
+training clips' out of fold (``oof.folds``), which is what the ensemble learns from.
 """
 
 from __future__ import annotations
@@ -23,25 +25,37 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import joblib
+import pandas as pd
 from dvclive import Live
 
 from stages import models, tune
-from stages.evaluate import RoundResult, TrainingError, fit_predict, headline, train_rounds
+from stages.evaluate import (
+    RoundResult,
+    TrainingError,
+    fit_predict,
+    headline,
+    round_classes,
+    train_rounds,
+)
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, load_params
-from stages.table import InputsError, Round, load_inputs
+from stages.table import PREFIX, InputsError, Round, load_inputs
 
 
 def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None = None,
-              inputs: tuple | None = None) -> tuple[object, RoundResult]:
+              inputs: tuple | None = None, out_of_fold: bool = False
+              ) -> tuple[object, RoundResult]:
     """The model trained on one round with the values its search chooses there.
 
     With ``curves``, its per-epoch curves are logged by dvclive into that folder; with
     ``inputs`` (rows by filename, values, source), it reads those instead of the features.
+    With ``out_of_fold``, the result's ``oof`` holds the training clips' out-of-fold
+    probabilities (stages.tune.out_of_fold), reusing the search's fits of its choice.
     """
     if inputs is not None:
         rnd = rnd.with_inputs(*inputs)
-    tuned, chosen = tune.search(model, params, rnd)
+    tuned, chosen, inner = tune.search_folds(model, params, rnd)
+    oof = tune.out_of_fold(model, tuned, rnd, inner) if out_of_fold else None
     estimator = model.build(tuned, rnd.features)
     if curves is None:
         fitted, result = fit_predict(estimator, rnd)
@@ -51,7 +65,28 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
                 fitted, result = fit_predict(estimator, rnd, live)
             shutil.copytree(Path(live_dir) / "plots" / "metrics", curves, dirs_exist_ok=True)
     result.extra.update(chosen)
+    result.oof = oof
     return fitted, result
+
+
+def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:
+    """The class probabilities a model gave in every round, what the ensemble reads: a row
+    per training clip (out of fold, with its inner ``fold``) and per validation clip (from
+    the round's model), with ``round``, ``split``, ``filename``, ``label``, and a column
+    ``p_<class>`` per class."""
+    parts = []
+    for r in results:
+        labels = r.round.table.set_index("filename")["label"]
+        classes = [f"{PREFIX}{c}" for c in round_classes(r.round)]
+        oof = r.oof.rename(columns=dict(zip(round_classes(r.round), classes, strict=True)))
+        valid = pd.DataFrame(r.probabilities, columns=classes).assign(
+            filename=r.round.rows("valid")["filename"].to_numpy(), fold="")
+        for split, rows in (("train", oof), ("valid", valid)):
+            parts.append(rows.assign(round=r.round.name, split=split,
+                                     label=labels.loc[rows["filename"]].to_numpy()))
+    table = pd.concat(parts, ignore_index=True)
+    meta = ["round", "split", "filename", "label", "fold"]
+    return table[meta + [c for c in table.columns if c not in meta]]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,11 +98,17 @@ def main(argv: list[str] | None = None) -> None:
                         "per-epoch curves (models that train by epochs)")
     parser.add_argument("--inputs", type=Path, help="the model's inputs by clip (NPZ), for "
                         "a model that does not read the feature columns")
+    parser.add_argument("--probabilities", type=Path, help="parquet for the class "
+                        "probabilities of every round, out of fold for the training clips "
+                        "(the ensemble's inputs)")
     args = parser.parse_args(argv)
     stage = f"train-{args.model_name}"
     try:
         params = load_params()
         model = models.get(args.model_name)
+        if model.inputs == "probabilities":
+            raise ParamError(f"model {model.name} combines the other models' probabilities: "
+                             "its stage is stages.train_ensemble")
         name = model.describe(params)
         if (model.inputs != "features") != (args.inputs is not None):
             raise ParamError(f"model {model.name} reads {model.inputs}: "
@@ -75,13 +116,17 @@ def main(argv: list[str] | None = None) -> None:
                                 else "it takes no --inputs"))
         inputs = None if args.inputs is None else (*load_inputs(args.inputs), str(args.inputs))
         with atomic_dir(args.curves) if args.curves else nullcontext() as curves:
-            fitted, metrics = train_rounds(  # curves: the primary round's
+            fitted, metrics, results = train_rounds(  # curves: the primary round's
                 name, args.normalized,
                 lambda rnd, primary: fit_round(model, params, rnd,
-                                               curves if primary else None, inputs),
+                                               curves if primary else None, inputs,
+                                               out_of_fold=args.probabilities is not None),
                 args.metrics, args.predictions)
     except (ParamError, TrainingError, InputsError) as exc:
         sys.exit(f"{stage}: {exc}")
+    if args.probabilities is not None:
+        table = probabilities_table(results)
+        write_with(args.probabilities, lambda tmp: table.to_parquet(tmp, index=False))
     write_with(args.model, lambda tmp: joblib.dump(fitted, tmp))
     print(f"{stage} ({name}): {headline(metrics)}")
 

@@ -1,100 +1,148 @@
-"""Stage `train-ensemble`: a soft vote of the calibrated probabilities of chosen models.
+"""Stage `train-ensemble`: its members' class probabilities, combined by learned weights.
 
-    python -m stages.train_ensemble NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
-        [--member-metrics MODEL_METRICS_JSON ...] [--inputs NPZ]
+    python -m stages.train_ensemble MEMBERS_DIR MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
 
-The ensemble (stages.models.ensemble) is trained and scored like every model, once per
-evaluation round, with each calibrated member's accuracy beside the ensemble's;
-MODEL_JOBLIB is the primary round's. With a search grid set for a member (``tune.svc``,
-``tune.nn``), the member takes the values its own stage chose in the same round, read from
-that stage's metrics (``--member-metrics``, named ``<member>.json``), instead of searching
-again. A member that reads other inputs than the features (the CNN) takes them from
-``--inputs`` (its own stage's file), after the features in the ensemble's X
-(stages.models.ensemble); the default dvc.yaml gives none (README: the CNN in the ensemble).
+MEMBERS_DIR holds ``<member>.parquet`` for every model of ``ensemble.members``: the
+probabilities its stage wrote (stages.train ``--probabilities``), put there by the
+``ensemble-member`` stages. In every evaluation round, the combination
+(stages.models.ensemble) is fitted on the training clips' out-of-fold probabilities and
+scored on the validation clips', beside each member's accuracy there (``accuracy_<member>``),
+with its weights and its inner accuracy: fitted on all inner folds but one and scored on
+that one, in turn, which reads training clips only (what the default members were chosen
+by). MODEL_JOBLIB is the primary round's combination.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import joblib
+import numpy as np
+import pandas as pd
 
-from stages import models, tune
-from stages.evaluate import RoundResult, TrainingError, fit_predict, headline, train_rounds
+from stages.evaluate import (
+    RoundResult,
+    TrainingError,
+    check_probabilities,
+    headline,
+    write_results,
+)
 from stages.io import write_with
-from stages.models.ensemble import CalibratedVote
-from stages.models.ensemble import build as build_ensemble
+from stages.models.ensemble import Combination, build, check_members
 from stages.params import ParamError, load_params
-from stages.table import InputsError, Round, load_inputs
+from stages.table import PREFIX, Round
 
 
-def fit_round(params: dict, rnd: Round, tuned: dict[str, dict] | None = None,
-              inputs: tuple | None = None) -> tuple[CalibratedVote, RoundResult]:
-    """The ensemble of one round (members with the ``tuned`` values their stages chose).
+class MemberRound:
+    """One round as the ensemble sees it: the members' probabilities of its training clips
+    (out of fold) and of its validation clips, aligned clip by clip."""
 
-    ``inputs`` (rows by filename, values, source): other inputs that a member reads, joined
-    after the features.
-    """
-    shape = None
-    if inputs is not None:
-        rnd, shape = rnd.with_inputs(*inputs, after_features=True), inputs[1].shape[1:]
-    fitted, result = fit_predict(build_ensemble(params, rnd.features, tuned, shape), rnd)
-    result.extra.update(fitted.member_accuracy(*rnd.xy("valid")))
-    return fitted, result
+    def __init__(self, name: str, parts: dict[str, pd.DataFrame], classes: list[str]):
+        self.name, self.parts, self.classes = name, parts, classes
+
+    def x(self, split: str) -> np.ndarray:
+        """(clips, members, classes) probabilities of the ``train`` or ``valid`` clips."""
+        return np.stack([part.loc[part["split"] == split, self.classes].to_numpy()
+                         for part in self.parts.values()], axis=1)
+
+    def rows(self, split: str) -> pd.DataFrame:
+        first = next(iter(self.parts.values()))
+        return first.loc[first["split"] == split, ["filename", "label", "fold", "split"]]
+
+    def round(self) -> Round:
+        """As a round of the other models (for write_results)."""
+        table = pd.concat([self.rows("train"), self.rows("valid")], ignore_index=True)
+        return Round(self.name, table, [])
 
 
-def read_member_choices(params: dict, paths: list[Path]) -> dict[str, dict]:
-    """The metrics of every member whose stage searched a grid, by member name.
+def load_members(folder: Path, members: list[str]) -> list[MemberRound]:
+    """Every round of the members' probabilities, checked to be of the same clips."""
+    tables = {}
+    for member in members:
+        path = folder / f"{member}.parquet"
+        if not path.is_file():
+            raise TrainingError(
+                f"no probabilities of member {member}: {path} is missing (dvc repro writes "
+                f"it from train-{member}'s; the CNN's only for datasets in cnn.datasets)")
+        tables[member] = pd.read_parquet(path)
+    first_name, first = next(iter(tables.items()))
+    classes = [c for c in first.columns if c.startswith(PREFIX)]
+    rounds = list(dict.fromkeys(first["round"]))
+    for member, table in tables.items():
+        if [c for c in table.columns if c.startswith(PREFIX)] != classes or list(
+                dict.fromkeys(table["round"])) != rounds:
+            raise TrainingError(f"{folder / f'{member}.parquet'} and "
+                                f"{folder / f'{first_name}.parquet'} are of different "
+                                "classes or rounds: rerun their stages (dvc repro)")
+        check_probabilities(table[classes].to_numpy(), f"member {member}")
+    found = []
+    for name in rounds:
+        parts = {m: t[t["round"] == name].sort_values(["split", "filename"]).reset_index(
+            drop=True) for m, t in tables.items()}
+        first = parts[first_name]
+        for member, part in parts.items():
+            same = ["split", "filename", "label", "fold"]
+            if not part[same].equals(first[same]):
+                raise TrainingError(
+                    f"{folder / f'{member}.parquet'} has other clips, labels or inner folds "
+                    f"than {folder / f'{first_name}.parquet'} in round {name}: rerun their "
+                    "stages (dvc repro)")
+        if not (first["split"] == "train").any():
+            raise TrainingError(f"round {name} has no out-of-fold probabilities to learn "
+                                "the ensemble's weights from")
+        found.append(MemberRound(name, parts, classes))
+    return found
 
-    An unknown member stops here, before any training (stages.models.get names the known).
-    """
-    searched = [m for m in params["ensemble"]["members"] if tune.grid(params, models.get(m))]
-    sources = {path.stem: path for path in paths}
-    if missing := [m for m in searched if m not in sources or not sources[m].is_file()]:
-        files = ", ".join(str(sources.get(m, f"no --member-metrics file for {m}"))
-                          for m in missing)
-        raise TrainingError(f"what tune chose for {', '.join(missing)} is read from the "
-                            f"member stages' metrics, missing: {files} (dvc repro runs "
-                            "those stages first)")
-    return {m: (str(sources[m]), json.loads(sources[m].read_text())) for m in searched}
+
+def inner_accuracy(combination: Combination, rnd: MemberRound, classes: np.ndarray
+                   ) -> float | None:
+    """The combination's accuracy on the training clips, each inner fold predicted by the
+    combination fitted on the others (None with a single inner fold)."""
+    x, rows = rnd.x("train"), rnd.rows("train")
+    folds, labels = rows["fold"].to_numpy(), rows["label"].to_numpy()
+    if len(np.unique(folds)) < 2:
+        return None
+    hits = 0
+    for fold in np.unique(folds):
+        held = folds == fold
+        fitted = combination.fit(x[~held], labels[~held], classes)
+        hits += int((fitted.predict(x[held]) == labels[held]).sum())
+    return hits / len(labels)
+
+
+def fit_round(params: dict, rnd: MemberRound) -> tuple[Combination, RoundResult]:
+    """The combination of one round, fitted on its out-of-fold rows alone."""
+    classes = np.array([c[len(PREFIX):] for c in rnd.classes])
+    members = params["ensemble"]["members"]
+    inner = inner_accuracy(build(params), rnd, classes)
+    fitted = build(params).fit(rnd.x("train"), rnd.rows("train")["label"].to_numpy(), classes)
+    valid_x, valid_y = rnd.x("valid"), rnd.rows("valid")["label"].to_numpy()
+    extra = {"weights": fitted.described(),
+             **({} if inner is None else {"inner_accuracy": inner})}
+    for k, member in enumerate(members):
+        extra[f"accuracy_{member}"] = float((classes[valid_x[:, k].argmax(axis=1)]
+                                             == valid_y).mean())
+    return fitted, RoundResult(rnd.round(), fitted.predict(valid_x), extra)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("normalized", "model", "metrics", "predictions"):
+    for name in ("members", "model", "metrics", "predictions"):
         parser.add_argument(name, type=Path)
-    parser.add_argument("--member-metrics", type=Path, nargs="*", default=[],
-                        help="the member stages' metrics (their stem the model), for what "
-                             "their tune search chose")
-    parser.add_argument("--inputs", type=Path, help="other inputs by clip (NPZ) for a member "
-                        "that does not read the feature columns (the CNN's spectrograms)")
     args = parser.parse_args(argv)
     try:
         params = load_params()
-        records = read_member_choices(params, args.member_metrics)
-        reading = [m for m in params["ensemble"]["members"]
-                   if models.get(m).inputs != "features"]
-        inputs = None
-        if reading and args.inputs is not None:  # without, build names what is missing
-            inputs = (*load_inputs(args.inputs), str(args.inputs))
-        elif args.inputs is not None:  # a dvc.yaml set up for the CNN, members without it
-            print(f"train-ensemble: no member reads {args.inputs}; not used")
-
-        def fit(rnd: Round, _: bool) -> tuple[CalibratedVote, RoundResult]:
-            return fit_round(params, rnd, {m: tune.chosen_in(record, rnd.name, source)
-                                           for m, (source, record) in records.items()},
-                             inputs)
-
-        model, metrics = train_rounds("the ensemble", args.normalized, fit, args.metrics,
-                                      args.predictions)
-    except (ParamError, TrainingError, InputsError) as exc:
+        rounds = load_members(args.members, check_members(params))
+        fitted = [fit_round(params, rnd) for rnd in rounds]
+        metrics = write_results("the ensemble", [result for _, result in fitted],
+                                args.metrics, args.predictions)
+    except (ParamError, TrainingError) as exc:
         sys.exit(f"train-ensemble: {exc}")
-    write_with(args.model, lambda tmp: joblib.dump(model, tmp))  # the primary round's
-    members = " + ".join(params["ensemble"]["members"])
-    print(f"train-ensemble ({members}): {headline(metrics)}")
+    write_with(args.model, lambda tmp: joblib.dump(fitted[0][0], tmp))  # the primary round's
+    weights = fitted[0][0].described()
+    print(f"train-ensemble ({params['ensemble']['combine']}: {weights}): {headline(metrics)}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from stages.evaluate import (
     fit_predict,
     one_thread,
     predictions_table,
+    round_classes,
 )
 from stages.folds import class_folds
 from stages.models import Model
@@ -78,6 +79,23 @@ def fit_fold(model: Model, params: dict, rnd: Round) -> RoundResult | TrainingEr
         return exc
 
 
+def inner_rounds(rnd: Round, params: dict, limit: int | None) -> dict[str, Round]:
+    """The inner folds of the round's training part as rounds (``fold5/fold1``...), the
+    first ``limit`` of them (None: every one)."""
+    train = rnd.rows("train").reset_index(drop=True)
+    folds = inner_folds(train, params["tune"]["folds"], params["seed"], f"round {rnd.name}")
+    return {name: rnd.part("train", f"{rnd.name}/{name}", is_valid)
+            for name, is_valid in list(folds.items())[:limit]}
+
+
+def fit_folds(model: Model, tasks: list[tuple[dict, Round]], n_jobs: int, desc: str
+              ) -> list[RoundResult | TrainingError]:
+    """:func:`fit_fold` of every ``(params, inner round)``, ``n_jobs`` at a time."""
+    return list(tqdm(Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(fit_fold)(model, params, fold) for params, fold in tasks),
+        total=len(tasks), desc=desc))
+
+
 def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     """The params with the model's best values in this round, and what to record of it.
 
@@ -85,24 +103,25 @@ def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     inner fold, ``tune.n_jobs`` fits at a time. With no candidates listed the params are
     returned unchanged.
     """
+    tuned, chosen, _ = search_folds(model, params, rnd)
+    return tuned, chosen
+
+
+def search_folds(model: Model, params: dict, rnd: Round
+                 ) -> tuple[dict, dict, dict[str, RoundResult]]:
+    """:func:`search`, and the chosen candidate's results on each inner fold (by fold
+    name), which are out-of-fold predictions (:func:`out_of_fold`)."""
     searched, tuning = grid(params, model), params["tune"]
     if not searched:
-        return params, {}
-    train = rnd.rows("train").reset_index(drop=True)
-    folds = inner_folds(train, tuning["folds"], params["seed"], f"round {rnd.name}")
-    folds = dict(list(folds.items())[:tuning["max_folds"]])  # None: every one
+        return params, {}, {}
+    inner = inner_rounds(rnd, params, tuning["max_folds"])
     candidates = combinations(searched)
-    inner = {name: rnd.part("train", f"{rnd.name}/{name}", is_valid)  # e.g. fold5/fold1
-             for name, is_valid in folds.items()}
-    tasks = [(values, inner[name]) for values in candidates for name in folds]
-    outcomes = list(tqdm(
-        Parallel(n_jobs=tuning["n_jobs"], return_as="generator")(
-            delayed(fit_fold)(model, with_values(params, model.section, values), fold)
-            for values, fold in tasks),
-        total=len(tasks), desc=f"tune.{model.tune} in round {rnd.name}"))
+    outcomes = fit_folds(model, [(with_values(params, model.section, values), fold)
+                                 for values in candidates for fold in inner.values()],
+                         tuning["n_jobs"], f"tune.{model.tune} in round {rnd.name}")
     scores = []
     for k, values in enumerate(candidates):
-        results = outcomes[k * len(folds):(k + 1) * len(folds)]
+        results = outcomes[k * len(inner):(k + 1) * len(inner)]
         if failed := [r for r in results if isinstance(r, TrainingError)]:
             print(f"tune.{model.tune} {values}: {failed[0]}")
             scores.append(np.nan)
@@ -112,9 +131,45 @@ def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
         raise TrainingError(f"every tune.{model.tune} candidate failed in round {rnd.name}")
     best = int(np.nanargmax(scores))
     print(f"tune.{model.tune} in round {rnd.name}: {candidates[best]} "
-          f"({tuning['metric']} {scores[best]:.4f}, mean of {len(folds)} inner folds)")
+          f"({tuning['metric']} {scores[best]:.4f}, mean of {len(inner)} inner folds)")
     return (with_values(params, model.section, candidates[best]),
-            {"tuned": candidates[best], f"tuned_{tuning['metric']}": float(scores[best])})
+            {"tuned": candidates[best], f"tuned_{tuning['metric']}": float(scores[best])},
+            dict(zip(inner, outcomes[best * len(inner):(best + 1) * len(inner)], strict=True)))
+
+
+def out_of_fold(model: Model, params: dict, rnd: Round,
+                known: dict[str, RoundResult] | None = None) -> pd.DataFrame:
+    """Out-of-fold class probabilities of the round's training clips: what the ensemble
+    learns its members' worth from.
+
+    Each clip of the first ``oof.folds`` inner folds (the same folds as the search's: ESC-50's
+    official folds, so a recording's clips stay together; 0: none) gets its probabilities
+    from the model trained, as ``params`` say, on the other inner folds; the validation
+    part is never read. ``known``: results on inner folds already trained with these ``params``
+    (the search's choice, :func:`search_folds`), not trained again. A row per clip:
+    ``filename``, ``fold`` (the inner fold) and one column per class of the round.
+    """
+    known = known or {}
+    inner = inner_rounds(rnd, params, params["oof"]["folds"])
+    todo = [name for name in inner if name not in known]
+    fitted = fit_folds(model, [(params, inner[name]) for name in todo],
+                       params["tune"]["n_jobs"], f"out-of-fold in round {rnd.name}")
+    results = {**known, **dict(zip(todo, fitted, strict=True))}
+    classes = round_classes(rnd)
+    parts = []
+    for name in inner:
+        if isinstance(results[name], TrainingError):
+            raise TrainingError(f"out-of-fold training on inner fold {name} of round "
+                                f"{rnd.name}: {results[name]}")
+        result = results[name]
+        probs = pd.DataFrame(result.probabilities, columns=round_classes(result.round))
+        parts.append(pd.concat([
+            pd.DataFrame({"filename": result.round.rows("valid")["filename"].to_numpy(),
+                          "fold": name}),
+            probs.reindex(columns=classes, fill_value=0.0)], axis=1))
+    if not parts:  # oof.folds: 0
+        return pd.DataFrame(columns=["filename", "fold", *classes])
+    return pd.concat(parts, ignore_index=True)
 
 
 def chosen_in(metrics: dict, round_name: str, source: str) -> dict:

@@ -162,20 +162,26 @@ def test_model_stages_declare_the_params_their_model_reads(name):
     assert [k for k in needed if not declares(declared, k)] == []
 
 
-def test_ensemble_declares_its_members_params():
-    declared = declared_params("train-ensemble")
-    for name in PARAMS["ensemble"]["members"]:
-        model = models.get(name)
-        assert all(declares(declared, k) for k in model.params), name
-        assert declares(declared, f"tune.{model.tune}"), name
+def test_the_ensemble_depends_on_its_members_probabilities_alone():
+    """Its members reach it through their probabilities, one ensemble-member stage each (a
+    matrix over ensemble.members): no member's section, no other model's output."""
+    assert declared_params("train-ensemble") == ["ensemble"]
+    member = DVC_YAML["stages"]["ensemble-member"]
+    assert member["matrix"] == {"dataset": "${datasets}", "model": "${ensemble.members}"}
+    assert "data/probabilities/${item.dataset}/${item.model}.parquet" in member["deps"]
+    ensemble = DVC_YAML["stages"]["train-ensemble"]["do"]
+    assert [d for d in ensemble["deps"] if d.startswith("data/")] == ["data/ensemble/${item}"]
+    for name, stage in DVC_YAML["stages"].items():  # every model stage writes them
+        if name.startswith("train-") and name != "train-ensemble":
+            model = name.removeprefix("train-")
+            assert f"data/probabilities/${{item}}/{model}.parquet" in stage["do"]["outs"]
+            assert "oof" in stage["do"]["params"]
 
 
 @pytest.mark.parametrize("name", list(models.every()))
 def test_a_model_builds_from_the_params_it_declares_alone(name):
     model = models.get(name)
     keys = list(model.params)
-    if name == "ensemble":
-        keys += [k for m in PARAMS["ensemble"]["members"] for k in models.get(m).params]
     only = {}
     for key in keys:  # a copy of params.yaml holding only those keys
         *sections, last = key.split(".")

@@ -1,82 +1,231 @@
-"""train-ensemble: valid calibrated probabilities, grouped folds, metrics like every model's."""
+"""train-ensemble: weights learned on out-of-fold probabilities, never on a validation clip.
+
+The members here are logistic regressions that each read some columns of a synthetic table,
+trained and written by the code every model stage runs (stages.train.fit_round with its
+out-of-fold probabilities, probabilities_table); the ensemble stage reads them as dvc.yaml's
+ensemble-member stages lay them out.
+"""
 
 import json
-import os
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy.optimize import check_grad
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
-from stages.evaluate import METRICS, Scores, TrainingError
-from stages.models.ensemble import build as build_ensemble
-from stages.models.ensemble import check_probabilities
-from stages.models.nn import TabularNN
-from stages.params import ParamError
-from stages.table import Round, save_inputs
-from stages.train_ensemble import fit_round, main
+from stages import ensemble_member, train_ensemble
+from stages.evaluate import TrainingError, check_probabilities
+from stages.models import Model
+from stages.models.ensemble import L2, Combination, fit_weights, pool_loss
+from stages.table import Round
+from stages.train import fit_round, probabilities_table
 from tests.conftest import REPO
-from tests.test_train import PARAMS, grouped_table
+from tests.test_tune import TUNE
 
-ENSEMBLE = {"members": ["svc", "nn-2layer", "nn-5layer"], "calibration": "temperature",
-            "calibration_folds": 3, "n_jobs": 1}
-
-
-def round_of(table: pd.DataFrame, name: str = "valid") -> Round:
-    return Round(name, table, [c for c in table.columns if c.startswith("stft_")])
+PARAMS = {"seed": 42, "tune": TUNE, "oof": {"folds": None}}
 
 
-def test_probabilities_are_valid_and_the_vote_is_their_mean():
-    rnd = round_of(grouped_table())
-    ensemble, result = fit_round({**PARAMS, "ensemble": ENSEMBLE}, rnd)
-    x_valid, y_valid = rnd.xy("valid")
-    probs = ensemble.predict_proba(x_valid)
-    assert probs.shape == (len(x_valid), 3)
-    assert np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
-    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
-    members = [m.predict_proba(x_valid) for m in ensemble.vote_.named_estimators_.values()]
-    np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-6)
-    assert list(ensemble.classes_) == ["class_0", "class_1", "class_2"]
-    assert (result.predicted == ensemble.classes_[probs.argmax(axis=1)]).all()
-    assert (result.predicted == y_valid).mean() > 0.9  # separable data; chance is 1/3
-    assert set(result.extra) == {"accuracy_svc", "accuracy_nn-2layer", "accuracy_nn-5layer"}
+def reading(name: str, columns: list[int], C: float = 1.0) -> Model:
+    """A member that reads only ``columns`` of X."""
+    def build(params, features):
+        return make_pipeline(ColumnTransformer([("seen", "passthrough", columns)]),
+                             LogisticRegression(C=C, max_iter=2000))
+    return Model(name, name, params=(), build=build)
 
 
-def test_calibration_folds_and_nn_members_keep_recordings_together(monkeypatch):
-    seen = []
-    original = TabularNN.learner
+def factor_table(n_per_class: int = 30, seed: int = 0, noise: int = 20) -> pd.DataFrame:
+    """6 classes, each a pair (a, b) of a 3-valued and a 2-valued factor: columns 0-2 show
+    a (one member's "time structure"), columns 3-4 show b (another's "spectra"), each under
+    noise, and ``noise`` more columns are noise alone. 5 official folds, 2 clips a
+    recording."""
+    rng = np.random.default_rng(seed)
+    classes = [(a, b) for a in range(3) for b in range(2)]
+    labels = np.repeat(np.arange(len(classes)), n_per_class)
+    rng.shuffle(labels)
+    x = rng.normal(size=(len(labels), 5 + noise))
+    for k, (a, b) in enumerate(classes):
+        x[labels == k, a] += 2.5
+        x[labels == k, 3 + b] += 2.5
+    table = pd.DataFrame(x, columns=[f"stft_mean_{i}" for i in range(x.shape[1])])
+    table.insert(0, "filename", [f"{i}.wav" for i in range(len(labels))])
+    table.insert(1, "label", [f"a{classes[k][0]}b{classes[k][1]}" for k in labels])
+    table.insert(2, "fold", np.arange(len(labels)) // 2 % 5 + 1)
+    table.insert(3, "src_file", [f"rec{i // 2}" for i in range(len(labels))])
+    return table
 
-    def spy(self, X, y, groups=None, watch=None):
-        seen.append(pd.Series(groups).value_counts())
-        return original(self, X, y, groups, watch)
 
-    monkeypatch.setattr(TabularNN, "learner", spy)
-    rnd = round_of(grouped_table())  # 4 clips per recording, all in training or validation
-    per_recording = rnd.rows("train")["src_file"].value_counts()
-    params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "nn-2layer"]}}
-    fit_round(params, rnd)
-    assert len(seen) == 3  # one NN per calibration fold
-    for counts in seen:  # the NN got the groups, and no recording was cut by the folds
-        assert (counts == per_recording[counts.index]).all()
-        assert len(counts) < len(per_recording)
+def rounds_of(table: pd.DataFrame, folds=(5, 1)) -> list[Round]:
+    features = [c for c in table.columns if c.startswith("stft_")]
+    return [Round(f"fold{k}", table.assign(split=np.where(table["fold"] == k, "valid", "train")),
+                  features) for k in folds]
 
 
-def test_an_unknown_member_stops_the_stage_before_any_training(tmp_path):
-    grouped_table().assign(round="fold5").to_parquet(tmp_path / "normalized.parquet")
+def write_members(folder, rounds: list[Round], members: list[Model]) -> None:
+    """Each member's probabilities of every round, as its stage and ensemble-member write
+    them into the ensemble's folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for member in members:
+        results = [fit_round(member, PARAMS, rnd, out_of_fold=True)[1] for rnd in rounds]
+        probabilities_table(results).to_parquet(folder / f"{member.name}.parquet")
+
+
+def run_ensemble(tmp_path, monkeypatch, members: list[str], combine: str = "weighted",
+                 folder: str = "members") -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["ensemble"]["members"] = ["svc", "knn"]
+    params["ensemble"] = {"members": members, "combine": combine}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        with pytest.raises(SystemExit, match=r"train-ensemble: no model called 'knn' \(known: "
-                                             r"svc, nn-2layer, nn-5layer, cnn, pretrained, "
-                                             r"ensemble\)"):
-            main(["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"])
-    finally:
-        os.chdir(cwd)
-    assert not (tmp_path / "metrics.json").exists()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("stages.models.get", lambda name: Model(name, name, (), None))
+    train_ensemble.main([folder, "ensemble.joblib", "ensemble.json", "ensemble.csv"])
+    return json.loads((tmp_path / "ensemble.json").read_text())
+
+
+def test_members_that_see_different_parts_of_the_signal_beat_each_of_them_together(
+        tmp_path, monkeypatch):
+    """One member sees the 3-valued factor, the other the 2-valued one: alone, each can at
+    best tell its factor (1/2 and 1/3 of the 6 classes); the learned pool tells both."""
+    write_members(tmp_path / "members", rounds_of(factor_table()),
+                  [reading("time", [0, 1, 2]), reading("spectra", [3, 4])])
+    for combine in ("weighted", "vote"):
+        metrics = run_ensemble(tmp_path, monkeypatch, ["time", "spectra"], combine)
+        for rnd in metrics["rounds"].values():
+            assert rnd["accuracy_time"] < 0.55 and rnd["accuracy_spectra"] < 0.4
+            assert rnd["accuracy"] > max(rnd["accuracy_time"], rnd["accuracy_spectra"]) + 0.25
+
+
+def test_a_strong_member_among_noise_keeps_its_score_where_the_equal_vote_does_not(
+        tmp_path, monkeypatch):
+    """Two members read noise alone and are sure of themselves (weak L2): the learned
+    weights leave them out, the equal vote lets them outvote the one that knows."""
+    noise = [reading(f"noise{k}", list(range(5 + 40 * k, 45 + 40 * k)), C=1e4)
+             for k in range(2)]
+    write_members(tmp_path / "members", rounds_of(factor_table(seed=1, noise=80)),
+                  [reading("strong", list(range(5))), *noise])
+    names = ["strong", "noise0", "noise1"]
+    weighted = run_ensemble(tmp_path, monkeypatch, names, "weighted")
+    vote = run_ensemble(tmp_path, monkeypatch, names, "vote")
+    for name, rnd in weighted["rounds"].items():
+        strong = rnd["accuracy_strong"]
+        assert strong > 0.7 and max(rnd["accuracy_noise0"], rnd["accuracy_noise1"]) < 0.35
+        assert rnd["accuracy"] >= strong - 0.02, name
+        assert vote["rounds"][name]["accuracy"] < strong - 0.1, name
+        w = rnd["weights"]
+        assert w["noise0"] < 0.1 * w["strong"] and w["noise1"] < 0.1 * w["strong"]
+    assert vote["rounds"]["fold5"]["weights"] == {"strong": 1.0, "noise0": 1.0, "noise1": 1.0}
+
+
+def test_the_combination_never_reads_a_validation_clip(tmp_path, monkeypatch):
+    """The validation rows' labels shuffled and their probabilities replaced by noise: the
+    weights and the inner accuracy stay the same to the bit; only the scores move."""
+    write_members(tmp_path / "members", rounds_of(factor_table()),
+                  [reading("time", [0, 1, 2]), reading("spectra", [3, 4])])
+    before = run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
+    for name in ("time", "spectra"):
+        rng = np.random.default_rng(0)  # the same clips' labels shuffled for both members
+        path = tmp_path / "members" / f"{name}.parquet"
+        table = pd.read_parquet(path)
+        valid = table["split"] == "valid"
+        classes = [c for c in table.columns if c.startswith("p_")]
+        table.loc[valid, "label"] = rng.permutation(table.loc[valid, "label"].to_numpy())
+        table.loc[valid, classes] = rng.dirichlet(np.ones(len(classes)), valid.sum())
+        table.to_parquet(path)
+    after = run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
+    for name, rnd in before["rounds"].items():
+        assert after["rounds"][name]["weights"] == rnd["weights"]
+        assert after["rounds"][name]["inner_accuracy"] == rnd["inner_accuracy"]
+        assert after["rounds"][name]["accuracy"] != rnd["accuracy"]
+
+
+def test_the_stage_scores_every_round_with_each_member_beside_it(tmp_path, monkeypatch):
+    table = factor_table()
+    rounds = rounds_of(table)
+    write_members(tmp_path / "members", rounds, [reading("time", [0, 1, 2]),
+                                                 reading("spectra", [3, 4])])
+    metrics = run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
+    assert list(metrics["rounds"]) == ["fold5", "fold1"] and metrics["n_rounds"] == 2
+    fold5 = metrics["rounds"]["fold5"]
+    assert fold5["n_valid"] == (table["fold"] == 5).sum()
+    assert fold5["n_train"] == (table["fold"] != 5).sum()  # every training clip out of fold
+    assert 0.6 < fold5["inner_accuracy"] <= 1 and set(fold5["weights"]) == {"time", "spectra"}
+    predictions = pd.read_csv(tmp_path / "ensemble.csv")
+    assert len(predictions) == len(table) * 2 // 5
+    combination = joblib.load(tmp_path / "ensemble.joblib")  # the primary round's
+    members = {m: pd.read_parquet(tmp_path / "members" / f"{m}.parquet") for m in ("time",
+                                                                                 "spectra")}
+    x = np.stack([t[(t["round"] == "fold5") & (t["split"] == "valid")].sort_values(
+        "filename").filter(like="p_").to_numpy() for t in members.values()], axis=1)
+    expected = predictions[predictions["round"] == "fold5"].sort_values("filename")
+    assert (combination.predict(x) == expected["predicted"].to_numpy()).all()
+    assert combination.described() == fold5["weights"]
+
+
+def test_missing_or_mismatched_member_probabilities_are_named(tmp_path, monkeypatch):
+    rounds = rounds_of(factor_table())
+    write_members(tmp_path / "members", rounds, [reading("time", [0, 1, 2])])
+    with pytest.raises(SystemExit, match=r"train-ensemble: no probabilities of member spectra: "
+                                         r"members/spectra\.parquet is missing \(dvc repro"):
+        run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
+    write_members(tmp_path / "other", rounds[:1], [reading("spectra", [3, 4])])
+    (tmp_path / "other" / "spectra.parquet").rename(tmp_path / "members" / "spectra.parquet")
+    with pytest.raises(SystemExit, match=r"members/spectra\.parquet and members/time\.parquet "
+                                         r"are of different classes or rounds"):
+        run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
+
+
+def test_an_unknown_member_or_the_ensemble_itself_is_refused(tmp_path, monkeypatch):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    for members, message in ((["svc", "knn"], r"no model called 'knn' \(known: svc, "
+                                               r"nn-2layer, nn-5layer, cnn, pretrained, "
+                                               r"ensemble\)"),
+                             (["svc", "ensemble"], "cannot include the ensemble itself")):
+        params["ensemble"]["members"] = members
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        with pytest.raises(SystemExit, match=f"train-ensemble: .*{message}"):
+            train_ensemble.main(["members", "m.joblib", "m.json", "m.csv"])
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_the_member_stage_copies_a_complete_table_and_refuses_one_without_out_of_fold_rows(
+        tmp_path):
+    write_members(tmp_path / "probabilities", rounds_of(factor_table()),
+                  [reading("time", [0, 1, 2])])
+    source = tmp_path / "probabilities" / "time.parquet"
+    ensemble_member.main(["time", str(source), str(tmp_path / "ensemble" / "time.parquet")])
+    assert (tmp_path / "ensemble" / "time.parquet").read_bytes() == source.read_bytes()
+    table = pd.read_parquet(source)
+    table[~((table["round"] == "fold1") & (table["split"] == "train"))].to_parquet(source)
+    with pytest.raises(SystemExit, match=r"ensemble-member: .*time\.parquet has no train clips "
+                                         r"in round fold1: rerun train-time"):
+        ensemble_member.main(["time", str(source), str(tmp_path / "out.parquet")])
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_the_weights_minimize_the_log_loss_and_equal_members_share_equally():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=(200, 3))
+    probs[:, 2] = probs[:, 1]  # members 1 and 2 the same
+    logs, targets = np.log(probs), rng.integers(0, 5, 200)
+
+    def loss(w):  # the pool's mean log loss, written out
+        pooled = np.einsum("m,nmc->nc", w, logs)
+        return np.mean(np.log(np.exp(pooled).sum(axis=1)) - pooled[np.arange(200), targets])
+
+    start = np.array([0.3, 0.2, 0.5])
+    assert pool_loss(start, logs, targets)[0] == pytest.approx(
+        loss(start) + L2 / 2 * start @ start, rel=1e-12)
+    assert check_grad(lambda w: pool_loss(w, logs, targets)[0],
+                      lambda w: pool_loss(w, logs, targets)[1], start) < 1e-6
+    w = fit_weights(logs, targets)
+    assert (w >= 0).all() and w[1] == pytest.approx(w[2], rel=1e-3)
+    for step in np.vstack([np.eye(3), -np.eye(3)]) * 1e-3:  # no small move lowers it
+        if (w + step >= 0).all():
+            assert pool_loss(w + step, logs, targets)[0] >= pool_loss(w, logs, targets)[0] - 1e-9
 
 
 def test_invalid_probabilities_are_refused():
@@ -84,121 +233,5 @@ def test_invalid_probabilities_are_refused():
     for bad in ([[0.2, 0.7], [1.0, 0.0]], [[np.nan, 1.0], [0.5, 0.5]], [[-0.1, 1.1], [1, 0]]):
         with pytest.raises(TrainingError, match="m gave invalid class probabilities"):
             check_probabilities(np.array(bad), "m")
-
-
-def test_stage_scores_every_round_like_the_other_models(tmp_path):
-    table = grouped_table(n_per_class=20)
-    rounds = []
-    for k in range(2):  # two rounds, whole recordings on one side
-        valid = (np.arange(len(table)) // 4) % 2 == k
-        rounds.append(table.assign(round=f"fold{k + 1}", split=np.where(valid, "valid", "train")))
-    pd.concat(rounds).to_parquet(tmp_path / "normalized.parquet")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params.update({k: PARAMS[k] for k in ("svc", "nn", "nn_deep")},
-                  ensemble={**ENSEMBLE, "members": ["svc", "nn-5layer"]})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        main(["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"])
-    finally:
-        os.chdir(cwd)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    preds = pd.read_csv(tmp_path / "predictions.csv")
-    assert list(metrics["rounds"]) == ["fold1", "fold2"] and len(preds) == len(table)
-    scores = Scores.of(preds)
-    assert {m: metrics[m] for m in METRICS} == pytest.approx(scores.mean)
-    assert metrics["std"] == pytest.approx(scores.std)
-    assert set(metrics["rounds"]["fold1"]) >= {"accuracy_svc", "accuracy_nn-5layer"}
-    model = joblib.load(tmp_path / "model.joblib")  # the primary round's, ready to use
-    fold1 = rounds[0][rounds[0]["split"] == "valid"]
-    predicted = model.predict(fold1[[c for c in table if c.startswith("stft_")]].to_numpy())
-    assert (predicted == preds.loc[preds["round"] == "fold1", "predicted"]).all()
-
-
-def test_members_trained_at_once_give_the_same_ensemble():
-    """ensemble.n_jobs: 2 trains the members in parallel processes, each on one thread, as
-    n_jobs: 1 does one after the other: the same probabilities (to float noise)."""
-    rnd = round_of(grouped_table(n_per_class=12))
-    probs = []
-    for n_jobs in (1, 2):
-        params = {**PARAMS, "ensemble": {**ENSEMBLE, "members": ["svc", "nn-2layer"],
-                                         "n_jobs": n_jobs}}
-        ensemble, _ = fit_round(params, rnd)
-        probs.append(ensemble.predict_proba(rnd.xy("valid")[0]))
-    # each member's fit is single-threaded; the calibration's float64 optimization runs
-    # on the process's BLAS threads, which differ: equal to 1e-6, identical votes
-    np.testing.assert_allclose(probs[0], probs[1], rtol=1e-6, atol=1e-9)
-    assert (probs[0].argmax(axis=1) == probs[1].argmax(axis=1)).all()
-
-
-def member_project(folder, labels, features, inputs, inputs_file, members,
-                   monkeypatch) -> pd.DataFrame:
-    """A train-ensemble project in ``folder`` (the working directory from now on): a
-    normalized table of ``features`` (every fourth clip validation), the ``inputs`` of the
-    same clips as the member's stage writes them, and params with ``members``."""
-    names = np.array([f"{i}.wav" for i in range(len(labels))])
-    save_inputs(folder / inputs_file, names, inputs)
-    table = pd.DataFrame(features, columns=[f"mel_mean_{i}" for i in range(features.shape[1])])
-    table.insert(0, "filename", names)
-    table.insert(1, "label", labels)
-    table.insert(2, "split", np.where(np.arange(len(labels)) % 4 == 0, "valid", "train"))
-    table.to_parquet(folder / "normalized.parquet")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["svc"] = PARAMS["svc"]
-    params["ensemble"] = {**ENSEMBLE, "members": members}
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(folder)
-    return table
-
-
-def test_the_cnn_joins_the_ensemble_on_its_spectrograms(tmp_path, monkeypatch):
-    """A member that reads spectrograms (the CNN) takes them from --inputs, after the
-    features in the ensemble's X; without them the stage stops naming what is missing."""
-    from tests.test_cnn import SMALL, rhythm_set
-
-    x, labels = rhythm_set(n_per_class=30, seed=4)  # time structure only: the CNN hears it
-    summary = np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)  # what features see
-    table = member_project(tmp_path, labels, summary, x.astype(np.float16), "s.npz",
-                           ["svc", "cnn"], monkeypatch)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["cnn"]["training"] = SMALL
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    args = ["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"]
-    with pytest.raises(SystemExit, match=r"'ensemble.members': cnn reads spectrograms: give "
-                                         r"train-ensemble its stage's --inputs file"):
-        main(args)
-    main([*args, "--inputs", "s.npz"])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["accuracy_cnn"] >= 0.9 and metrics["accuracy_svc"] <= 0.75, metrics
-    assert metrics["accuracy"] >= 0.85, metrics
-    valid = table["split"] == "valid"  # the saved model reads the features, then the clip
-    joined = np.concatenate([summary, x.astype(np.float16).reshape(len(x), -1)], axis=1)
-    predicted = joblib.load(tmp_path / "model.joblib").predict(joined[valid])
-    assert (predicted == pd.read_csv(tmp_path / "predictions.csv")["predicted"]).all()
-
-
-def test_the_pretrained_model_joins_the_ensemble_on_its_embeddings(tmp_path, monkeypatch):
-    """As the CNN: a member that reads embeddings takes them from --inputs (the
-    embeddings stage's file), after the features in the ensemble's X."""
-    rng = np.random.default_rng(5)
-    labels = np.repeat(["dog", "rain", "siren"], 30)
-    embedded = rng.normal(size=(len(labels), 24)).astype(np.float32)
-    embedded[np.arange(len(labels)), np.unique(labels, return_inverse=True)[1]] += 4
-    member_project(tmp_path, labels, rng.normal(size=(len(labels), 12)),  # features: noise
-                   embedded, "e.npz", ["svc", "pretrained"], monkeypatch)
-    args = ["normalized.parquet", "model.joblib", "metrics.json", "predictions.csv"]
-    with pytest.raises(SystemExit, match=r"'ensemble.members': pretrained reads embeddings"):
-        main(args)
-    main([*args, "--inputs", "e.npz"])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["accuracy_pretrained"] >= 0.9 and metrics["accuracy_svc"] <= 0.6, metrics
-
-
-def test_members_reading_two_kinds_of_other_inputs_are_refused_by_name():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["ensemble"]["members"] = ["svc", "cnn", "pretrained"]
-    with pytest.raises(ParamError, match=r"'ensemble.members': cnn reads spectrograms, "
-                                         r"pretrained reads embeddings; the ensemble takes "
-                                         r"one kind"):
-        build_ensemble(params, ["mel_mean_0"], None, (4,))
+    with pytest.raises(ValueError, match=r"expected \(clips, 2 members, classes\)"):
+        Combination(["a", "b"]).fit(np.ones((4, 3, 2)) / 2, np.array(["x", "y", "x", "y"]))

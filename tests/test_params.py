@@ -50,9 +50,8 @@ def test_shipped_params_are_valid_and_cover_every_adapter(params):
                                 "datasets (esc50, freesound), [] for none; got ['esc10']"),
     ("cnn.training.device", "gpu", "'cnn.training.device' must be one of auto, cpu, cuda"),
     ("cnn.training.mixup", -1, "'cnn.training.mixup' must be a non-negative number"),
-    ("ensemble.calibration", "platt",
-     "'ensemble.calibration' must be one of temperature, sigmoid, isotonic"),
-    ("ensemble.calibration_folds", 1, "'ensemble.calibration_folds' must be an integer >= 2"),
+    ("ensemble.combine", "stack", "'ensemble.combine' must be one of weighted, vote"),
+    ("oof.folds", -1, "'oof.folds' must be an integer >= 0"),
 ])
 def test_bad_value_names_key_and_allowed_values(params, key, value, message):
     section, _, leaf = key.rpartition(".")

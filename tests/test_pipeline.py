@@ -98,10 +98,18 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert set(compare["esc50"]) == set(MODELS)
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
-    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer | 1 |" in table
+    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained | 1 |" in table
     assert "| ESC-50 | Pretrained embeddings + LogReg | aisfx [3, 4] | 1 |" in table
     ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
-    assert {"accuracy_svc", "accuracy_nn-2layer", "accuracy_nn-5layer"} <= set(ensemble)
+    members = ("svc", "nn-2layer", "nn-5layer", "pretrained")
+    assert {f"accuracy_{m}" for m in members} <= set(ensemble)
+    assert set(ensemble["weights"]) == set(members) and "inner_accuracy" in ensemble
+    for model in members:  # what the ensemble learned from: every member's probabilities
+        probs = pd.read_parquet(repo / f"data/ensemble/esc50/{model}.parquet")
+        assert (probs["split"] == "train").sum() == 48 and (probs["split"] == "valid").sum() == 12
+        assert set(probs.loc[probs["split"] == "train", "fold"]) == {"fold1", "fold2", "fold3",
+                                                                     "fold4"}
+        assert (probs.loc[probs["split"] == "valid", "filename"].str.startswith("5-")).all()
     assert (repo / "plots/compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (repo / "data/models/esc50/scaler.joblib").is_file()
 
@@ -167,13 +175,13 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     repo, _ = project
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "results", cwd=repo)
-    # a training setting of nn.training: both NN stages and the ensemble, not the svc
+    # a training setting of nn.training: both NN stages (then what reads them), not the svc
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(text.replace("    epochs: 15\n", "    epochs: 14\n", 1))
     changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
                                                             cwd=repo))}
     sh("git", "checkout", "--", "params.yaml", cwd=repo)
-    assert changed == {"train-nn-2layer", "train-nn-5layer", "train-ensemble"}, changed
+    assert changed == {"train-nn-2layer", "train-nn-5layer"}, changed
     # the pooling of the embeddings: their stage only, and its cache computes nothing
     params = yaml.safe_load(text)
     params["embeddings"]["pooling"] = ["mean"]
@@ -190,14 +198,30 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
-    assert ran == {"train-nn-2layer@esc50", "train-nn-2layer@freesound", "compare",
-                   "train-ensemble@esc50", "train-ensemble@freesound"}, log  # a member
+    assert ran == {f"{stage}@{dataset}" for dataset in ("esc50", "freesound") for stage in (
+        "train-nn-2layer", f"ensemble-member@{dataset}-nn-2layer", "train-ensemble")
+                   } | {"compare"}, log  # a member
     after = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
     assert after["nn-2layer"] != before["nn-2layer"]
     assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
     assert "| ESC-50 | NN | [400, 200] |" in (repo / "metrics/compare.md").read_text()
     diff = sh("dvc", "metrics", "diff", "--md", cwd=repo)
     assert "metrics/esc50/nn-2layer.json" in diff
+
+    # other members by params alone: the ensemble reruns on those already made
+    log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained]", cwd=repo)
+    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "compare"}, log
+    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    assert set(ensemble["weights"]) == {"svc", "pretrained"}
+    # ... and a model that is no longer a member changes without rerunning it
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["nn_deep"]["layers"] = [16, 8]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("dvc", "repro", "-s", "train-nn-5layer@esc50", cwd=repo)
+    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
+                                                            cwd=repo))}
+    assert "train-ensemble" not in changed and "train-nn-5layer" in changed, changed  # freesound's
 
 
 def test_report_shows_the_change_against_the_base(project):
@@ -269,7 +293,7 @@ def test_every_declared_plot_exists_and_renders(project):
 
 def test_exp_run_cross_validation_on_one_dataset(project):
     repo, _ = project
-    # early stopping too: its carved set, like the calibration folds, keeps the recording
+    # early stopping too: its carved set, like the inner folds, keeps the recording
     # that gives clips to two classes (in folds 2 and 3, as in the official file) together
     log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
              "-S", "nn.training.early_stopping=5", cwd=repo)
@@ -335,13 +359,19 @@ def test_the_search_that_chose_the_defaults_runs_as_the_readme_says(project):
 
 def test_exp_run_adds_the_cnn_for_a_dataset(project):
     """cnn.datasets (empty by default) adds the spectrograms and train-cnn stages of a
-    dataset; the CNN's metrics, curves and confusion plot join the others in compare."""
+    dataset; the CNN's metrics, curves and confusion plot join the others in compare, and
+    ensemble.members takes it into the ensemble."""
     repo, _ = project
     sh("git", "checkout", "--", "params.yaml", cwd=repo)
     log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "cnn.datasets=[esc50]",
-             "-S", "cnn.training.epochs=15", "-S", "cnn.training.channels=[8,16,32]", cwd=repo)
+             "-S", "cnn.training.epochs=15", "-S", "cnn.training.channels=[8,16,32]",
+             "-S", "ensemble.members=[cnn,pretrained]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
-    assert {"spectrograms@esc50", "train-cnn@esc50", "compare"} <= ran, log
+    assert {"spectrograms@esc50", "train-cnn@esc50", "ensemble-member@esc50-cnn",
+            "train-ensemble@esc50", "compare"} <= ran, log
+    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    assert set(ensemble["weights"]) == {"cnn", "pretrained"}  # a member by params alone
+    assert ensemble["accuracy"] >= 0.5 and ensemble["n_train"] == 48
     with np.load(repo / "data/spectrograms/esc50.npz") as data:
         assert data["values"].shape == (60, 64, 216) and data["values"].dtype == np.float16
     metrics = json.loads((repo / "metrics/esc50/cnn.json").read_text())

@@ -47,6 +47,7 @@ def shaped(tmp_path_factory, demo_weights) -> tuple:
     params["data"]["freesound"].update(audio_url=str(audio), meta_url=str(meta))
     params["features"]["n_jobs"] = 2
     params["weights"]["aisfx"] = demo_weights
+    params["ensemble"]["members"] = list(MODELS[:-1])  # the pretrained model is left out
     # shapes, not training length, are tested here (test_pipeline runs the defaults):
     # the original's 10 NN epochs keep the run within minutes
     params["nn"]["training"]["epochs"] = 10
@@ -78,13 +79,13 @@ def test_every_stage_of_every_dataset_runs_on_uneven_classes(shaped):
             assert 0 <= m["accuracy"] <= 1 and m["n_valid"] == len(valid)
 
 
-def test_esc50_calibration_and_carved_sets_adapt_and_the_ensemble_scores(shaped):
+def test_esc50_inner_folds_and_carved_sets_adapt_and_the_ensemble_scores(shaped):
     repo, log = shaped
     features = pd.read_parquet(repo / "data/features/esc50.parquet")
     per_fold = features.groupby(["label", "fold"]).size().unstack()
     assert per_fold.min().min() == 1 and per_fold.max().max() == 2  # as generated
     ensemble = metrics(repo, "esc50", "ensemble")
-    assert ensemble["n_valid"] == 80 and ensemble["n_train"] == 320
+    assert ensemble["n_valid"] == 80 and ensemble["n_train"] == 320  # all out of fold
     assert {"accuracy_svc", "accuracy_nn-2layer", "accuracy_nn-5layer"} <= set(ensemble)
     assert ensemble["accuracy"] > 0.5  # 50 synthetic classes; chance is 0.02
 
@@ -102,12 +103,14 @@ def test_freesound_tiny_classes_are_kept_in_training_and_named(shaped):
     assert not valid & set(singles)
     assert "freesound: data.freesound.valid_size 0.2 gives fewer validation clips than " \
            "classes; 6 smallest class(es) kept in training only:" in log
-    kept = [line for line in log.splitlines()
-            if line.startswith("ensemble.calibration_folds: class(es) with fewer than 3")]
-    assert len(kept) == 1  # one round
+    kept = [line for line in log.splitlines()  # the out-of-fold probabilities' inner folds
+            if line.startswith("tune.folds: class(es) with fewer than 4")]
+    assert len(kept) == 3  # one round, by each model stage
     named = kept[0].split("kept in training only: ")[1].split(", ")
     train_counts = normalized.loc[normalized["split"] == "train", "label"].value_counts()
-    assert named == sorted(train_counts.index[train_counts < 3])
+    assert named == sorted(train_counts.index[train_counts < 4])
+    ensemble = metrics(repo, "freesound", "ensemble")  # no out-of-fold row for them
+    assert ensemble["n_train"] == train_counts[train_counts >= 4].sum()
 
 
 def test_esc10_beside_esc50_from_one_archive(shaped):

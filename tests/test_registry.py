@@ -91,7 +91,7 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     config["ensemble"]["members"] = ["svc", "knn"]
     # one process: knn.py is importable here only (the __path__ added above), not in a
     # joblib worker; the dvc test below runs it from stages/models/, in parallel
-    config["tune"]["n_jobs"] = config["ensemble"]["n_jobs"] = 1
+    config["tune"]["n_jobs"] = 1
     params.validate(config)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
 
@@ -102,7 +102,7 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
 
     monkeypatch.chdir(tmp_path)  # the stage every model uses, as its dvc.yaml block runs it
     train.main(["knn", "normalized.parquet", "knn.joblib", "knn.json",
-                "predictions/esc50/knn.csv"])
+                "predictions/esc50/knn.csv", "--probabilities", "members/knn.parquet"])
     metrics = json.loads((tmp_path / "knn.json").read_text())
     assert list(metrics["rounds"]) == ["fold1", "fold2"]
     assert all(r["tuned"]["n_neighbors"] in (1, 5) for r in metrics["rounds"].values())
@@ -110,16 +110,15 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     assert joblib.load(tmp_path / "knn.joblib").n_neighbors == metrics["rounds"]["fold1"][
         "tuned"]["n_neighbors"]
 
-    # an ensemble member, with the value its stage chose
-    member_round = Round("fold1", rounds[0], features)
-    fitted, result = train_ensemble.fit_round(config, member_round, {"knn": {"n_neighbors": 5}})
-    assert [name for name, _ in fitted.members] == ["svc", "knn"]
-    assert fitted.members[1][1].n_neighbors == 5
-    assert set(result.extra) == {"accuracy_svc", "accuracy_knn"}
+    # an ensemble member, by its probabilities (those of the values its search chose)
+    train.main(["svc", "normalized.parquet", "svc.joblib", "svc.json",
+                "predictions/esc50/svc.csv", "--probabilities", "members/svc.parquet"])
+    train_ensemble.main(["members", "ensemble.joblib", "ensemble.json", "ensemble.csv"])
+    ensemble = json.loads((tmp_path / "ensemble.json").read_text())
+    assert set(ensemble["rounds"]["fold1"]["weights"]) == {"svc", "knn"}
+    assert ensemble["rounds"]["fold1"]["accuracy_knn"] == metrics["rounds"]["fold1"]["accuracy"]
 
     # a row of compare's table, after the other models'
-    train.main(["svc", "normalized.parquet", "svc.joblib", "svc.json",
-                "predictions/esc50/svc.csv"])
     config["datasets"] = ["esc50"]
     rows = collect(load_predictions(tmp_path / "predictions", config), config)
     assert list(rows["model"]) == ["svc", "knn"]
@@ -152,8 +151,6 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     block = json.loads(json.dumps(pipeline["stages"]["train-svc"]).replace("svc", "knn")
                        .replace("LinearSVC", "k-NN"))
     pipeline["stages"]["train-knn"] = block
-    pipeline["stages"]["train-ensemble"]["do"]["params"].append("knn")
-    pipeline["stages"]["train-ensemble"]["do"]["params"].append("tune.knn")
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     assert block["do"]["cmd"].startswith("python -m stages.train knn ")
     assert "stages/models/knn.py" in block["do"]["deps"]
@@ -166,7 +163,7 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     metrics = json.loads((repo / "metrics/esc50/knn.json").read_text())
     assert metrics["accuracy"] >= 0.75 and metrics["n_valid"] == 12  # chance 0.25
     ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
-    assert set(ensemble) >= {"accuracy_svc", "accuracy_knn"}
+    assert set(ensemble) >= {"accuracy_svc", "accuracy_knn"}  # a member by params alone
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | k-NN | k=3 | 1 |" in table
     assert "| ESC-50 | Ensemble | svc + knn | 1 |" in table

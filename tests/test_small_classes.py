@@ -1,9 +1,9 @@
 """Real class counts: every place that splits by class adapts to 1-, 2- and 3-clip classes.
 
 Each adapting path prints one line naming the parameter and the classes, and the class
-list it then uses is checked here: calibration folds, tune's inner folds, early stopping's
-carved set, the FreeSound split, rounds whose validation has a class training lacks, and
-the ensemble's members that never saw a class.
+list it then uses is checked here: tune's inner folds (and the out-of-fold probabilities
+cut by them), early stopping's carved set, the FreeSound split, rounds whose validation has
+a class training lacks, and the probabilities of a class a model never saw.
 """
 
 import numpy as np
@@ -11,17 +11,18 @@ import pandas as pd
 import pytest
 
 from stages.datasets import ESC10, ESC50, FreeSound
-from stages.evaluate import TrainingError, fit_predict
+from stages.evaluate import TrainingError, class_probabilities, fit_predict
 from stages.folds import class_folds
 from stages.models import get
-from stages.models.ensemble import AllClasses
 from stages.models.fastai_base import early_stopping_rows
 from stages.normalize import untrained_classes
 from stages.table import Round
-from stages.train_ensemble import fit_round
+from stages.train import fit_round, probabilities_table
+from stages.train_ensemble import MemberRound
+from stages.train_ensemble import fit_round as fit_ensemble
 from stages.tune import inner_folds
-from tests.test_ensemble import ENSEMBLE
 from tests.test_train import PARAMS
+from tests.test_tune import TUNE
 
 FEATURES = [f"stft_mean_{i}" for i in range(12)]
 
@@ -48,10 +49,10 @@ SIZES = {"big": 12, "mid": 9, "three": 3, "two": 2, "one": 1}
 
 def test_class_folds_keep_small_classes_in_training_and_name_them(capsys):
     table = uneven_table(SIZES)
-    folds = class_folds(table["label"], table["src_file"], 3, 0, param="ensemble.calibration_folds",
+    folds = class_folds(table["label"], table["src_file"], 3, 0, param="tune.folds",
                         where="round fold5")
     assert capsys.readouterr().out == (
-        "ensemble.calibration_folds: class(es) with fewer than 3 clips in round fold5 "
+        "tune.folds: class(es) with fewer than 3 clips in round fold5 "
         "kept in training only: one, two\n")  # one clip a recording here
     assert len(folds) == 3
     labels = table["label"].to_numpy()
@@ -76,11 +77,11 @@ def test_class_folds_keep_recordings_together_and_use_fewer_folds(capsys):
 
 def test_class_folds_that_cannot_be_cut_name_the_param_and_classes():
     table = uneven_table({"x": 2, "y": 1})
-    with pytest.raises(TrainingError, match=r"ensemble\.calibration_folds: no folds can be cut "
+    with pytest.raises(TrainingError, match=r"tune\.folds: no folds can be cut "
                                             r"in round r: too few clips in every class "
                                             r"\(x, y\)"):
         class_folds(table["label"], table["src_file"], 3, 0,
-                    param="ensemble.calibration_folds", where="round r")
+                    param="tune.folds", where="round r")
 
 
 def test_class_folds_without_small_classes_are_scikit_learns():
@@ -129,10 +130,10 @@ def test_a_class_all_in_one_fold_is_kept_in_training_and_named(capsys, monkeypat
                 yield np.setdiff1d(np.arange(len(y)), valid), np.sort(valid)
 
     monkeypatch.setattr(stages.folds, "StratifiedGroupKFold", FirstCutLumpsPair)
-    folds = class_folds(labels, groups, 3, 0, param="ensemble.calibration_folds",
+    folds = class_folds(labels, groups, 3, 0, param="tune.folds",
                         where="round fold5")
     assert capsys.readouterr().out == (
-        "ensemble.calibration_folds: class(es) whose recordings all fell in one fold in "
+        "tune.folds: class(es) whose recordings all fell in one fold in "
         "round fold5 kept in training only: pair\n")
     assert cuts == [["a", "b", "c", "pair"], ["a", "b", "c"]]
     for train, valid in folds:
@@ -159,42 +160,44 @@ def test_early_stopping_keeps_a_single_recording_class_in_training(capsys):
     assert {"a", "b"} <= set(table["label"].iloc[watched])
 
 
-def test_a_member_that_never_saw_a_class_answers_for_every_class():
+def test_a_model_that_never_saw_a_class_gives_it_probability_zero():
     from sklearn.svm import LinearSVC
 
     table = uneven_table({"a": 10, "b": 10, "c": 10, "d": 10})
     seen = table["label"] != "c"
     x, y = table[FEATURES].to_numpy(), table["label"].to_numpy()
-    member = AllClasses(LinearSVC(), np.array(["a", "b", "c", "d"])).fit(x[seen], y[seen])
-    scores = member.decision_function(x)
-    alone = LinearSVC().fit(x[seen], y[seen]).decision_function(x)  # columns a, b, d
-    assert scores.shape == (40, 4)
-    np.testing.assert_array_equal(scores[:, [0, 1, 3]], alone)  # known classes as they were
-    assert (scores[:, 2] == alone.min(axis=1) - AllClasses.UNSEEN_MARGIN).all()
-    assert set(member.predict(x)) <= {"a", "b", "d"}
+    model = LinearSVC().fit(x[seen], y[seen])
+    probs = class_probabilities(model, x, np.array(["a", "b", "c", "d"]))
+    assert (probs[:, 2] == 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-12)
+    scores = model.decision_function(x)  # the softmax of the decision values: the same order
+    assert (probs[:, [0, 1, 3]].argmax(axis=1) == scores.argmax(axis=1)).all()
 
 
-@pytest.mark.parametrize("calibration", ["temperature", "sigmoid", "isotonic"])
-def test_ensemble_on_one_two_and_three_clip_classes(calibration, capsys):
-    """What crashed on real recordings: a calibration fold whose training side lacks a
-    class (shapes (80,50) and (80,49)), and 3 folds over classes of fewer than 3 clips."""
-    table = uneven_table({**SIZES, "big2": 12}, seed=3)
+def test_out_of_fold_probabilities_and_the_ensemble_on_one_two_and_three_clip_classes(capsys):
+    """Inner folds cut over classes of fewer clips than folds: those stay in training (no
+    out-of-fold row), every row has every class's column, and the ensemble learns from it."""
+    table = uneven_table({**SIZES, "big2": 12}, seed=3).drop(columns="src_file")
     table["split"] = "train"
     for _, group in table.groupby("label"):  # a third of the larger classes validated
         table.loc[group.index[: len(group) // 3], "split"] = "valid"
-    rnd = Round("fold5", table, FEATURES)
-    params = {**PARAMS, "ensemble": {**ENSEMBLE, "calibration": calibration}}
-    ensemble, result = fit_round(params, rnd)
-    assert ("ensemble.calibration_folds: class(es) with fewer than 3 clips in the training "
-            "part kept in training only: one, three, two") in capsys.readouterr().out  # 1, 1, 2
-    x_valid, y_valid = rnd.xy("valid")
-    probs = ensemble.predict_proba(x_valid)
-    classes = sorted(table.loc[table["split"] == "train", "label"].unique())
-    assert list(ensemble.classes_) == classes and probs.shape == (len(x_valid), len(classes))
-    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
-    for calibrated in ensemble.vote_.named_estimators_.values():
-        assert calibrated.predict_proba(x_valid).shape == probs.shape
-    assert (result.predicted == y_valid).mean() > 0.6
+    rnd = Round("seed42", table, FEATURES)
+    params = {**PARAMS, "oof": {"folds": None}, "tune": TUNE}
+    results = [fit_round(get(m), params, rnd, out_of_fold=True)[1] for m in ("svc", "nn-2layer")]
+    assert ("tune.folds: class(es) with fewer than 4 clips in round seed42 kept in training "
+            "only: one, three, two") in capsys.readouterr().out
+    member = probabilities_table([results[0]])
+    oof = member[member["split"] == "train"]
+    assert set(oof["label"]) == {"big", "big2", "mid"}
+    assert list(member.columns[5:]) == [f"p_{c}" for c in sorted(SIZES | {"big2": 12})]
+    tables = {"svc": member, "nn-2layer": probabilities_table([results[1]])}
+    parts = {m: t.sort_values(["split", "filename"]).reset_index(drop=True)
+             for m, t in tables.items()}
+    ensemble = {"members": ["svc", "nn-2layer"], "combine": "weighted"}
+    fitted, result = fit_ensemble({**params, "ensemble": ensemble},
+                                  MemberRound("seed42", parts, list(member.columns[5:])))
+    assert (result.predicted == rnd.rows("valid").sort_values("filename")["label"]).mean() > 0.6
+    assert all(w >= 0 for w in fitted.described().values())
 
 
 def test_freesound_split_keeps_tiny_classes_in_training_when_validation_is_too_small(capsys):
@@ -252,7 +255,7 @@ def test_nn_watching_a_class_its_training_lacks(tmp_path):
 
 def test_a_recording_of_two_classes_stays_on_one_side_of_every_cut():
     """As in the official ESC-50 file, recordings that give clips to two classes: the
-    calibration folds and early stopping's carved set keep all their clips together."""
+    inner folds and early stopping's carved set keep all their clips together."""
     table = uneven_table({"a": 12, "b": 12, "c": 12}, per_recording=2)
     for k in range(3):  # a-k's recording also gives b's clips 2k, 2k+1 (two classes)
         table.loc[(table["label"] == "b") & (table["src_file"] == f"b-{k}"), "src_file"] = f"a-{k}"

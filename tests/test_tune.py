@@ -12,10 +12,11 @@ import yaml
 from sklearn.base import BaseEstimator
 from sklearn.svm import LinearSVC
 
-from stages import train, train_ensemble
-from stages.evaluate import TrainingError
+from stages import train
+from stages import tune as tune_module
+from stages.evaluate import TrainingError, class_probabilities
 from stages.models import get
-from stages.params import ParamError, validate
+from stages.params import ParamError, validate, with_values
 from stages.table import Round
 from stages.tune import inner_folds, search
 from tests.conftest import REPO, separable_table
@@ -158,7 +159,7 @@ def run_stage(tmp_path, main, args, **changes) -> dict:
     return json.loads((tmp_path / next(a for a in args if a.endswith(".json"))).read_text())
 
 
-def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
+def test_stages_record_each_rounds_choice(tmp_path):
     table = esc50_like()
     rounds = [table.assign(round=f"fold{k}", split=np.where(table["fold"] == k, "valid", "train"))
               for k in (5, 1)]
@@ -176,24 +177,59 @@ def test_stages_record_each_rounds_choice_and_the_ensemble_reuses_it(tmp_path):
         assert alone == {"tuned": record["tuned"], "tuned_accuracy": record["tuned_accuracy"]}
     assert joblib.load(tmp_path / "svc.joblib").C == svc["rounds"]["fold5"]["tuned"]["C"]
 
-    # the ensemble's svc member takes the value chosen in its round, from svc.json
-    svc["rounds"]["fold5"]["tuned"] = {"C": 0.0123}  # a value the search cannot give
-    (tmp_path / "svc.json").write_text(json.dumps(svc))
-    args = ["normalized.parquet", "ens.joblib", "ens.json", "ens.csv"]
-    ensemble = {"members": ["svc", "nn-2layer"], "calibration": "sigmoid",
-                "calibration_folds": 2, "n_jobs": 1}
-    run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "svc.json"],
-              tune=tune, ensemble=ensemble)
-    voting = joblib.load(tmp_path / "ens.joblib")  # the primary round's, fold5
-    member = voting.vote_.named_estimators_["svc"].calibrated_classifiers_[0].estimator.estimator_
-    assert member.C == 0.0123
-    with pytest.raises(SystemExit, match=r"what tune chose for svc is read from the member "
-                                         r"stages' metrics, missing: no --member-metrics file "
-                                         r"for svc \(dvc repro runs those stages first\)"):
-        run_stage(tmp_path, train_ensemble.main, args, tune=tune, ensemble=ensemble)
-    with pytest.raises(SystemExit, match=r"chose for svc .*, missing: gone/svc\.json \(dvc"):
-        run_stage(tmp_path, train_ensemble.main, [*args, "--member-metrics", "gone/svc.json"],
-                  tune=tune, ensemble=ensemble)
+
+@pytest.mark.parametrize("max_folds", [None, 2])
+def test_out_of_fold_probabilities_are_the_searchs_fits_of_its_choice(tmp_path, monkeypatch,
+                                                                      max_folds):
+    """With --probabilities, each training clip's probabilities come from the chosen C
+    trained on the other inner folds; the search's fits are reused, not trained again
+    (with tune.max_folds 2, the two folds it did not score are trained for them)."""
+    table = esc50_like()
+    table.assign(round="fold5").to_parquet(tmp_path / "normalized.parquet")
+    fits = []
+    fit_fold = tune_module.fit_fold
+    monkeypatch.setattr(tune_module, "fit_fold", lambda *a: fits.append(a[2].name) or fit_fold(*a))
+    tune = {**TUNE, "svc": {"C": [1e-6, 0.02]}, "max_folds": max_folds}
+    run_stage(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib", "svc.json",
+                                     "svc.csv", "--probabilities", "svc.parquet"], tune=tune)
+    scored = 4 if max_folds is None else max_folds
+    assert len(fits) == 2 * scored + (4 - scored)  # 2 candidates, then the unscored folds
+    probs = pd.read_parquet(tmp_path / "svc.parquet")
+    assert list(probs.columns[:5]) == ["round", "split", "filename", "label", "fold"]
+    classes = sorted(table["label"].unique())
+    assert list(probs.columns[5:]) == [f"p_{c}" for c in classes]
+    oof = probs[probs["split"] == "train"]
+    train_rows = table[table["fold"] != 5]
+    assert sorted(oof["filename"]) == sorted(train_rows["filename"])  # each training clip once
+    chosen = with_values(PARAMS, "svc", {"C": 0.02})
+    for fold in (1, 4):
+        rows = oof[oof["fold"] == f"fold{fold}"].set_index("filename")
+        inner = train_rows[train_rows["fold"] != fold]
+        held = train_rows[train_rows["fold"] == fold].set_index("filename")
+        model = get("svc").build(chosen, FEATURES).fit(inner[FEATURES].to_numpy(), inner["label"])
+        expected = class_probabilities(model, held[FEATURES].to_numpy(), np.array(classes))
+        np.testing.assert_allclose(rows.loc[held.index, [f"p_{c}" for c in classes]],
+                                   expected, rtol=1e-6, atol=1e-9)
+        assert (rows.loc[held.index, "label"] == held["label"]).all()
+    valid = probs[probs["split"] == "valid"]
+    assert sorted(valid["filename"]) == sorted(table.loc[table["fold"] == 5, "filename"])
+    predicted = pd.read_csv(tmp_path / "svc.csv").set_index("filename")["predicted"]
+    best = np.array(classes)[valid[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1)]
+    assert (predicted.loc[valid["filename"]].to_numpy() == best).all()
+
+
+def test_oof_folds_0_trains_nothing_more_and_writes_the_validation_rows_alone(tmp_path,
+                                                                            monkeypatch):
+    table = esc50_like()
+    table.assign(round="fold5").to_parquet(tmp_path / "normalized.parquet")
+    fits = []
+    fit_fold = tune_module.fit_fold
+    monkeypatch.setattr(tune_module, "fit_fold", lambda *a: fits.append(a) or fit_fold(*a))
+    run_stage(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib", "svc.json",
+                                     "svc.csv", "--probabilities", "svc.parquet"],
+              tune=TUNE, oof={"folds": 0})
+    probs = pd.read_parquet(tmp_path / "svc.parquet")
+    assert fits == [] and set(probs["split"]) == {"valid"} and len(probs) == 80
 
 
 def test_the_search_chooses_the_same_whatever_the_number_of_parallel_fits():

@@ -39,7 +39,9 @@ class Model:
     tune: str | None = None  # its search grid, tune.<tune>, over the keys of ...
     tuned_section: str | None = None  # ... this section (default: the grid's name)
     architecture: Callable[[dict], str] | None = None  # for compare: e.g. "[200, 100]"
-    inputs: str = "features"  # or "spectrograms": what X is (stages.train --inputs)
+    # what X is: "features", "spectrograms" or "embeddings" (stages.train --inputs); the
+    # ensemble's, "probabilities" (stages.train_ensemble)
+    inputs: str = "features"
 
     @property
     def section(self) -> str | None:

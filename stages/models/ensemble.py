@@ -1,215 +1,126 @@
-"""A soft vote of calibrated members (the ``ensemble`` section).
+"""The ensemble (the ``ensemble`` section): its members' class probabilities, combined with
+weights learned on clips the members did not train on.
 
-The members (``ensemble.members``, any registered models) are built from their own
-sections. Each is wrapped in scikit-learn's ``CalibratedClassifierCV``
-(``ensemble.calibration``): trained on ``calibration_folds`` - 1 folds of the training
-part and calibrated on the fold it did not see, the fold models' probabilities averaged.
-Calibration needs predictions on clips a model was not trained on, which the member
-stages' models (trained on the whole training part) cannot give, so the members are
-trained anew here. A ``VotingClassifier`` then averages the members' calibrated
-probabilities (soft vote). Calibration folds keep the clips of one recording (``groups``)
-together and put a class with fewer recordings than folds on the training side of every
-fold (stages.folds), so each fold's members know every class.
+Every model stage writes the class probabilities its model gives in each evaluation round
+(stages.train ``--probabilities``): the validation clips' from the round's model, and the
+training clips' out of fold, each from a model trained without the clip's inner fold
+(stages.tune.out_of_fold). A :class:`Combination` of ``ensemble.members`` is fitted on a
+round's out-of-fold rows only and applied to its validation rows, so the validation part
+never teaches it anything. ``ensemble.combine``:
 
-A member that reads other inputs than the feature columns (the CNN: log-mel spectrograms)
-joins through the ensemble's X: the feature columns followed by each clip's inputs,
-flattened (``input_shape`` per clip); every member reads its own columns (``Columns``).
+- ``weighted``: a weighted geometric pool, ``p(c) ∝ prod_m p_m(c) ** w_m``, the weights
+  ``w_m >= 0`` minimizing the log loss of the out-of-fold probabilities (with an L2 term of
+  ``L2`` so that equal members share equally). A weight is at once the member's worth and
+  its temperature: a member that adds nothing gets about 0, and a strong member's vote is
+  not diluted by weak ones.
+- ``vote``: the plain soft vote, the mean of the members' probabilities as their stages
+  give them (LinearSVC's: the softmax of its decision values); nothing is learned.
+
+Any registered model can be a member: what it read (features, spectrograms, embeddings)
+is behind its probabilities.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import sklearn
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import VotingClassifier
-from sklearn.utils.metaestimators import available_if
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from stages import models
-from stages.evaluate import TrainingError, fit_offering, one_thread
-from stages.folds import class_folds
-from stages.params import ParamError, with_values
+from stages.evaluate import TrainingError, check_probabilities
+from stages.params import ParamError
+
+EPS = 1e-12  # probabilities are clipped here before their log: a 0 costs log(EPS)
+L2 = 1e-4  # on the weights: identical members get identical weights
 
 
-class AllClasses(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
-    """``estimator`` answering for every class of ``classes``, including ones it never saw.
+def pool_loss(w: np.ndarray, logs: np.ndarray, targets: np.ndarray
+              ) -> tuple[float, np.ndarray]:
+    """The mean log loss of the pool ``softmax(sum_m w_m logs[:, m])`` plus ``L2 / 2 |w|^2``,
+    and its gradient. ``logs``: (clips, members, classes) log-probabilities; ``targets``:
+    each clip's class index."""
+    truth = logs[np.arange(len(logs)), :, targets]  # (clips, members): log p_m(true class)
+    pooled = np.einsum("m,nmc->nc", w, logs)
+    norm = logsumexp(pooled, axis=1)
+    probs = np.exp(pooled - norm[:, None])
+    expected = np.einsum("nc,nmc->nm", probs, logs)  # E_pool[log p_m], clip by clip
+    return (float(np.mean(norm - truth @ w) + L2 / 2 * w @ w),
+            np.mean(expected - truth, axis=0) + L2 * w)
 
-    The calibration folds already give every fold's training side every class
-    (stages.folds); this is the guard behind that: a member that still lacked one would
-    give one column fewer than the others and the calibrated probabilities could not be
-    averaged. A class missing from the training clips gets a decision value far below
-    every other (``UNSEEN_MARGIN`` under the row's minimum), or a probability of 0 for a
-    member without decision values, and every member's columns follow ``classes``.
+
+def fit_weights(logs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Non-negative weights minimizing :func:`pool_loss` (convex in them): L-BFGS-B from
+    equal weights of 1 / members."""
+    n_members = logs.shape[1]
+    found = minimize(pool_loss, np.full(n_members, 1 / n_members), args=(logs, targets),
+                     jac=True, method="L-BFGS-B", bounds=[(0, None)] * n_members)
+    if not np.isfinite(found.fun):
+        raise TrainingError(f"the ensemble's weights did not converge ({found.message})")
+    return found.x
+
+
+class Combination(ClassifierMixin, BaseEstimator):
+    """``members``' class probabilities combined as ``combine`` says (the module's text).
+
+    X is (clips, members, classes): each member's probabilities of every class of
+    ``classes`` (sorted), in the order of ``members``.
     """
 
-    UNSEEN_MARGIN = 50.0
+    def __init__(self, members: list[str], combine: str = "weighted"):
+        self.members = members
+        self.combine = combine
 
-    def __init__(self, estimator: ClassifierMixin, classes: np.ndarray):
-        self.estimator = estimator
-        self.classes = classes
-
-    def fit(self, X, y, groups=None) -> AllClasses:
-        self.classes_ = np.asarray(self.classes)
+    def fit(self, X, y, classes=None) -> Combination:
+        X = self._check(X)
+        self.classes_ = np.unique(y) if classes is None else np.asarray(classes)
         if unknown := set(np.unique(y)) - set(self.classes_):
             raise ValueError(f"labels {sorted(unknown)} are not among the classes")
-        with one_thread():  # the same fit whether ensemble.n_jobs runs members at once
-            self.estimator_ = fit_offering(clone(self.estimator), X, y, groups=groups)
-        self.columns_ = np.searchsorted(self.classes_, self.estimator_.classes_)
+        targets = np.searchsorted(self.classes_, y)
+        # vote: every weight 1, the pool's formula then the mean of the probabilities
+        self.weights_ = fit_weights(np.log(np.clip(X, EPS, 1)), targets) \
+            if self.combine == "weighted" else np.ones(len(self.members))
         return self
 
-    @available_if(lambda self: hasattr(self.estimator, "decision_function"))
-    def decision_function(self, X) -> np.ndarray:
-        seen = self.estimator_.decision_function(X)
-        if seen.ndim == 1:  # a binary estimator: one column, for its second class
-            seen = np.stack([-seen, seen], axis=1)
-        out = np.full((len(seen), len(self.classes_)), np.nan)
-        out[:, self.columns_] = seen
-        floor = seen.min(axis=1, keepdims=True) - self.UNSEEN_MARGIN
-        out = np.where(np.isnan(out), floor, out)
-        # two classes: one column, for the second, as scikit-learn's binary classifiers give
-        return (out[:, 1] - out[:, 0]) / 2 if len(self.classes_) == 2 else out
+    def _check(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 3 or X.shape[1] != len(self.members):
+            raise ValueError(f"expected (clips, {len(self.members)} members, classes) "
+                             f"probabilities, got shape {X.shape}")
+        return X
 
-    # a member without decision values (k-NN, a forest) is calibrated from its probabilities
-    @available_if(lambda self: not hasattr(self.estimator, "decision_function")
-                  and hasattr(self.estimator, "predict_proba"))
     def predict_proba(self, X) -> np.ndarray:
-        """The estimator's probabilities, 0 for a class it never saw."""
-        out = np.zeros((len(X), len(self.classes_)))
-        out[:, self.columns_] = self.estimator_.predict_proba(X)
-        return out
-
-    def predict(self, X) -> np.ndarray:
-        if hasattr(self, "decision_function"):
-            scores = self.decision_function(X)
-            if scores.ndim == 1:
-                return self.classes_[(scores > 0).astype(int)]
+        logs = np.log(np.clip(self._check(X), EPS, 1))
+        if self.combine == "weighted":
+            probs = softmax(np.einsum("m,nmc->nc", self.weights_, logs), axis=1)
         else:
-            scores = self.predict_proba(X)
-        return self.classes_[scores.argmax(axis=1)]
-
-
-class Columns(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
-    """``estimator`` reading columns ``start:stop`` of X, each row reshaped to ``shape``
-    (None: kept flat): one member's inputs in an ensemble's joined X."""
-
-    def __init__(self, estimator: ClassifierMixin, start: int, stop: int | None = None,
-                 shape: tuple[int, ...] | None = None):
-        self.estimator = estimator
-        self.start = start
-        self.stop = stop
-        self.shape = shape
-
-    def _x(self, X) -> np.ndarray:
-        x = np.asarray(X)[:, self.start:self.stop]
-        return x if self.shape is None else x.reshape(len(x), *self.shape)
-
-    def fit(self, X, y, groups=None) -> Columns:
-        self.estimator_ = fit_offering(clone(self.estimator), self._x(X), y,
-                                       groups=groups)
-        self.classes_ = self.estimator_.classes_
-        return self
-
-    @available_if(lambda self: hasattr(self.estimator, "decision_function"))
-    def decision_function(self, X) -> np.ndarray:
-        return self.estimator_.decision_function(self._x(X))
-
-    @available_if(lambda self: hasattr(self.estimator, "predict_proba"))
-    def predict_proba(self, X) -> np.ndarray:
-        return self.estimator_.predict_proba(self._x(X))
-
-    def predict(self, X) -> np.ndarray:
-        return self.estimator_.predict(self._x(X))
-
-
-def check_probabilities(probs: np.ndarray, model: str) -> None:
-    """Refuse probabilities that are not finite, outside [0, 1] or not summing to 1."""
-    sums = probs.sum(axis=1)
-    if not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
-            and np.allclose(sums, 1, atol=1e-5)):
-        raise TrainingError(f"{model} gave invalid class probabilities (row sums "
-                            f"{sums.min():.6f} to {sums.max():.6f}, min {probs.min():.6f})")
-
-
-class CalibratedVote(ClassifierMixin, BaseEstimator):
-    """The soft vote of ``members`` (``(name, unfitted estimator)`` pairs), each calibrated."""
-
-    def __init__(self, members: list | None = None, calibration: str = "temperature",
-                 calibration_folds: int = 3, seed: int = 42, n_jobs: int = 1):
-        self.members = members
-        self.calibration = calibration
-        self.calibration_folds = calibration_folds
-        self.seed = seed
-        self.n_jobs = n_jobs  # members trained at a time (joblib)
-
-    def fit(self, X, y, groups=None) -> CalibratedVote:
-        folds = class_folds(y, groups, self.calibration_folds, self.seed,
-                            param="ensemble.calibration_folds", where="the training part")
-        classes = np.arange(len(np.unique(y)))  # VotingClassifier label-encodes y for members
-        with sklearn.config_context(enable_metadata_routing=True):  # groups -> the NNs
-            self.vote_ = VotingClassifier(
-                [(name, CalibratedClassifierCV(
-                    AllClasses(member, classes).set_fit_request(groups=True),
-                    method=self.calibration, cv=folds)) for name, member in self.members],
-                voting="soft", n_jobs=self.n_jobs,
-            ).fit(X, y, groups=np.arange(len(y)) if groups is None else groups)
-        self.classes_ = self.vote_.classes_
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        probs = self.vote_.predict_proba(X)
+            probs = softmax(self.weights_[None, :, None] * logs, axis=2).mean(axis=1)
         check_probabilities(probs, "the ensemble")
         return probs
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-    def member_accuracy(self, X, y) -> dict[str, float]:
-        """Each calibrated member's accuracy on ``X, y``: ``{"accuracy_svc": ...}``."""
-        found = {}
-        for name, calibrated in self.vote_.named_estimators_.items():
-            probs = calibrated.predict_proba(X)
-            check_probabilities(probs, f"member {name}")
-            predicted = self.vote_.le_.inverse_transform(probs.argmax(axis=1))
-            found[f"accuracy_{name}"] = float((predicted == np.asarray(y)).mean())
-        return found
+    def described(self) -> dict[str, float]:
+        """The weights by member (``vote``: all 1)."""
+        return {m: round(float(w), 4) for m, w in zip(self.members, self.weights_, strict=True)}
 
 
-def build(params: dict, features: list[str], tuned: dict[str, dict] | None = None,
-          input_shape: tuple[int, ...] | None = None) -> CalibratedVote:
-    """The ensemble of ``ensemble.members``, each built from its own params section.
-
-    ``tuned`` maps a member to the values its stage's search chose (in its ``tune``
-    section); the members' sections must be in ``params`` too. ``input_shape``: a clip's
-    other inputs (a spectrogram's bands and frames) when a member reads them; X is then
-    the feature columns followed by those inputs, flattened.
-    """
-    section, tuned = params["ensemble"], tuned or {}
-    reading = {name: models.get(name).inputs for name in section["members"]
-               if models.get(name).inputs != "features"}
-    if len(set(reading.values())) > 1:
-        listing = ", ".join(f"{name} reads {kind}" for name, kind in reading.items())
-        raise ParamError(f"'ensemble.members': {listing}; the ensemble takes one kind of "
-                         "other inputs (--inputs) besides the features")
-    members = []
-    for name in section["members"]:
-        model = models.get(name)
-        if model.name == "ensemble":
+def check_members(params: dict) -> list[str]:
+    """``ensemble.members``, each a registered model other than the ensemble."""
+    names = params["ensemble"]["members"]
+    for name in names:
+        if models.get(name).name == "ensemble":  # an unknown name stops in models.get
             raise ParamError("'ensemble.members' cannot include the ensemble itself")
-        member_params = with_values(params, model.section, tuned[name]) if name in tuned \
-            else params
-        member = model.build(member_params, features)
-        if model.inputs != "features":
-            if input_shape is None:
-                raise ParamError(f"'ensemble.members': {name} reads {model.inputs}: give "
-                                 f"train-ensemble its stage's --inputs file (README: the "
-                                 f"CNN in the ensemble)")
-            member = Columns(member, len(features), None, tuple(input_shape))
-        elif input_shape is not None:
-            member = Columns(member, 0, len(features))
-        members.append((name, member))
-    return CalibratedVote(members, section["calibration"], section["calibration_folds"],
-                          params["seed"], section["n_jobs"])
+    return names
 
 
-MODELS = [models.Model("ensemble", "Ensemble", params=("seed", "ensemble"), build=build,
+def build(params: dict, features: list[str] | None = None) -> Combination:
+    """The combination of ``ensemble.members``; it reads their probabilities, not
+    ``features``."""
+    return Combination(check_members(params), params["ensemble"]["combine"])
+
+
+MODELS = [models.Model("ensemble", "Ensemble", params=("ensemble",), build=build,
+                       inputs="probabilities",
                        architecture=lambda params: " + ".join(params["ensemble"]["members"]))]
