@@ -138,7 +138,7 @@ def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
 
 
 def write_results(model: str, results: list[RoundResult], metrics_path: Path,
-                  predictions_path: Path) -> dict:
+                  predictions_path: Path, n_classes: int | None = None) -> dict:
     """Score every round's predictions and write the metrics and the predictions.
 
     One round: its scores, counts and ``extra`` figures (an NN's validation loss, say).
@@ -146,7 +146,8 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     ``rounds`` with every round's scores, counts and extra figures. The predictions are
     :func:`predictions_table`.
     """
-    n_classes = int(results[0].round.table["label"].nunique())
+    if n_classes is None:  # else the class list's (the ensemble's table: scored clips only)
+        n_classes = int(results[0].round.table["label"].nunique())
     for result in results:
         check_not_collapsed(result.predicted, n_classes, f"{model} (round {result.round.name})")
     predictions = predictions_table(results)

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         rounds = load_members(args.members, check_members(params))
         fitted = [fit_round(params, rnd) for rnd in rounds]
         metrics = write_results("the ensemble", [result for _, result in fitted],
-                                args.metrics, args.predictions)
+                                args.metrics, args.predictions, len(rounds[0].classes))
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-ensemble: {exc}")
     write_with(args.model, lambda tmp: joblib.dump(fitted[0][0], tmp))  # the primary round's
