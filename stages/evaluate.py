@@ -170,7 +170,7 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
 @contextmanager
 def one_thread() -> Iterator[None]:
     """BLAS, OpenMP and torch on one thread, so that a fit gives the same result however
-    many run at once (``tune.n_jobs``, ``ensemble.n_jobs``) and on any number of cores."""
+    many run at once (``tune.n_jobs``) and on any number of cores."""
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch else None
     with threadpool_limits(1):
@@ -194,8 +194,8 @@ def fit_offering(estimator: Any, X, y, **offered: Any) -> Any:
 def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, RoundResult]:
     """Fit an unfitted estimator on the round's training part; predict its validation part.
 
-    The one way a model is trained: by its stage, on ``tune``'s inner folds, as an ensemble
-    member. ``estimator.fit(X, y)`` is also given, where its signature names them:
+    The one way a model is trained: by its stage, on ``tune``'s inner folds and for its
+    out-of-fold probabilities. ``estimator.fit(X, y)`` is also given, where its signature names them:
     ``groups``, the recording of each training clip (``src_file``: for folds carved inside
     the training part); ``watch``, the validation part's ``(X, y)``, which an NN reports each
     epoch without learning from it; ``live``, a dvclive ``Live`` for per-epoch curves. The

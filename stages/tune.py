@@ -170,12 +170,3 @@ def out_of_fold(model: Model, params: dict, rnd: Round,
     if not parts:  # oof.folds: 0
         return pd.DataFrame(columns=["filename", "fold", *classes])
     return pd.concat(parts, ignore_index=True)
-
-
-def chosen_in(metrics: dict, round_name: str, source: str) -> dict:
-    """What the search chose in round ``round_name``, from a model stage's metrics."""
-    record = metrics["rounds"].get(round_name) if "rounds" in metrics else metrics
-    if record is None or "tuned" not in record:
-        raise TrainingError(f"{source} records no tuned values for round {round_name}: "
-                            "rerun its stage (dvc repro)")
-    return record["tuned"]
