@@ -196,8 +196,8 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
 
     The one way a model is trained: by its stage, on ``tune``'s inner folds, for its
     out-of-fold probabilities. ``estimator.fit(X, y)`` is also given, where its signature
-    names them: ``groups``, the recording of each training clip (``src_file``: for folds carved inside
-    the training part); ``watch``, the validation part's ``(X, y)``, which an NN reports each
+    names them: ``groups``, the recording of each training clip (``src_file``: for folds
+    carved inside the training part); ``watch``, the validation part's ``(X, y)``, which an NN reports each
     epoch without learning from it; ``live``, a dvclive ``Live`` for per-epoch curves. The
     fitted estimator's ``fit_info_`` (a dict of numbers, if it has one) joins the round's
     figures, and its class probabilities of the validation clips (:func:`class_probabilities`)
