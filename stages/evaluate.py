@@ -197,11 +197,12 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
     The one way a model is trained: by its stage, on ``tune``'s inner folds, for its
     out-of-fold probabilities. ``estimator.fit(X, y)`` is also given, where its signature
     names them: ``groups``, the recording of each training clip (``src_file``: for folds
-    carved inside the training part); ``watch``, the validation part's ``(X, y)``, which an NN reports each
-    epoch without learning from it; ``live``, a dvclive ``Live`` for per-epoch curves. The
-    fitted estimator's ``fit_info_`` (a dict of numbers, if it has one) joins the round's
-    figures, and its class probabilities of the validation clips (:func:`class_probabilities`)
-join the RoundResult. A ConvergenceWarning is printed with the round's name.
+    carved inside the training part); ``watch``, the validation part's ``(X, y)``, which an
+    NN reports each epoch without learning from it; ``live``, a dvclive ``Live`` for
+    per-epoch curves. The fitted estimator's ``fit_info_`` (a dict of numbers, if it has
+    one) joins the round's figures, and its class probabilities of the validation clips
+    (:func:`class_probabilities`) join the RoundResult. A ConvergenceWarning is printed with
+    the round's name.
     """
     if live is not None and "live" not in signature(estimator.fit).parameters:
         raise TrainingError(f"{type(estimator).__name__} logs no training curves")
