@@ -99,19 +99,31 @@ def pool(windows: np.ndarray, pooling: list[str]) -> np.ndarray:
     return np.concatenate([POOLING[stat](windows, axis=0) for stat in pooling])
 
 
+def windows_of(params: dict, device: torch.device) -> Windows:
+    """The recipe of the ``embeddings`` section (and the encoder's ``weights`` SHA-256)."""
+    section = params["embeddings"]
+    enc = encoder(section["encoder"])
+    return Windows(sr=enc.front_end.sr, encoder=enc.name,
+                   weights=params["weights"][enc.name]["sha256"].lower(), hop=section["hop"],
+                   blocks=tuple(sorted(section["blocks"])),
+                   peak_normalize=section["peak_normalize"], front_end=enc.front_end,
+                   device=device.type)
+
+
+def network(recipe: Windows, weights: Path, device: torch.device) -> nn.Module:
+    """The recipe's encoder with the weights of ``weights``, checked against its SHA-256."""
+    enc = encoder(recipe.encoder)
+    verify_checkpoint(weights, recipe.weights, enc.name)
+    return load_network(enc, weights, device)
+
+
 def run(dataset: str, raw_dir: Path, weights: Path, params: dict, out: Path,
         cache_dir: Path) -> list[str]:
     """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
     section = params["embeddings"]
-    enc = encoder(section["encoder"])
-    sha256 = params["weights"][enc.name]["sha256"]
-    verify_checkpoint(weights, sha256, enc.name)
     device = torch_device(section["device"], "embeddings.device")
-    net = load_network(enc, weights, device)
-    recipe = Windows(sr=enc.front_end.sr, encoder=enc.name, weights=sha256.lower(),
-                     hop=section["hop"], blocks=tuple(sorted(section["blocks"])),
-                     peak_normalize=section["peak_normalize"], front_end=enc.front_end,
-                     device=device.type)
+    recipe = windows_of(params, device)
+    net = network(recipe, weights, device)
     done = compute_dataset(
         dataset, raw_dir, recipe, cache_dir, params["features"],
         then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks))

@@ -137,14 +137,22 @@ def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
     }) for r in results], ignore_index=True)
 
 
+def scores_of(metrics: dict) -> dict:
+    """The scores alone of :func:`write_results`'s metrics (and their ``std`` over the
+    rounds): what ``dvc metrics show`` lists, a row per dataset and model."""
+    return {**{m: metrics[m] for m in METRICS},
+            **({"std": metrics["std"]} if "std" in metrics else {})}
+
+
 def write_results(model: str, results: list[RoundResult], metrics_path: Path,
-                  predictions_path: Path, n_classes: int | None = None) -> dict:
+                  predictions_path: Path, n_classes: int | None = None,
+                  scores_path: Path | None = None) -> dict:
     """Score every round's predictions and write the metrics and the predictions.
 
     One round: its scores, counts and ``extra`` figures (an NN's validation loss, say).
     Several: the mean of each score over the rounds, ``std`` (over the rounds) and
     ``rounds`` with every round's scores, counts and extra figures. The predictions are
-    :func:`predictions_table`.
+    :func:`predictions_table`; ``scores_path`` gets the scores alone (:func:`scores_of`).
     """
     if n_classes is None:  # else the class list's (the ensemble's table: scored clips only)
         n_classes = int(results[0].round.table["label"].nunique())
@@ -164,6 +172,8 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
                    "std": scores.std, "rounds": per_round}
     write_with(predictions_path, lambda tmp: predictions.to_csv(tmp, index=False))
     write_json(metrics_path, metrics)
+    if scores_path is not None:
+        write_json(scores_path, scores_of(metrics))
     return metrics
 
 
@@ -225,7 +235,7 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
 
 def train_rounds(
     model: str, normalized: Path, fit: Callable[[Round, bool], tuple[Any, RoundResult]],
-    metrics_path: Path, predictions_path: Path,
+    metrics_path: Path, predictions_path: Path, scores_path: Path | None = None,
 ) -> tuple[Any, dict, list[RoundResult]]:
     """What a model stage does: train and score every round, then write the results.
 
@@ -247,7 +257,8 @@ def train_rounds(
         if not results:
             primary = fitted
         results.append(result)
-    return primary, write_results(model, results, metrics_path, predictions_path), results
+    return primary, write_results(model, results, metrics_path, predictions_path,
+                                  scores_path=scores_path), results
 
 
 def headline(metrics: dict) -> str:

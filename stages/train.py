@@ -2,6 +2,7 @@
 
     python -m stages.train MODEL NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
                            [--curves DIR] [--inputs NPZ] [--probabilities PARQUET]
+                           [--scaler JOBLIB] [--scores JSON]
 
 MODEL is a name in the model registry (stages.models: svc, nn-2layer, nn-5layer, cnn...).
 One model is trained per evaluation round of the normalized table (stages.evaluate), with
@@ -9,8 +10,10 @@ the values its ``tune`` grid chooses in that round if one is set (stages.tune), 
 on the round's validation part. A model that reads other inputs than the feature columns
 (the CNN: log-mel spectrograms) takes them from ``--inputs`` (stages.spectrograms's file),
 clip by clip, with the rounds of the normalized table. MODEL_JOBLIB is the primary round's
-fitted estimator; with ``--curves``, that round's per-epoch curves (dvclive) are written to
-DIR. With ``--probabilities``, the class probabilities of every round are written to
+fitted estimator as a stages.trained.Trained, with the settings its inputs were computed
+with and, for a model of the feature columns, normalize's scaler given by ``--scaler``
+(what stages.predict needs); with ``--curves``, that round's per-epoch curves (dvclive)
+are written to DIR. With ``--probabilities``, the class probabilities of every round are written to
 PARQUET (:func:`probabilities_table`): the validation clips' from the round's model, the
 training clips' out of fold (``oof.folds``), which is what the ensemble learns from.
 """
@@ -28,7 +31,7 @@ import joblib
 import pandas as pd
 from dvclive import Live
 
-from stages import models, tune
+from stages import models, trained, tune
 from stages.evaluate import (
     RoundResult,
     TrainingError,
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probabilities", type=Path, help="parquet for the class "
                         "probabilities of every round, out of fold for the training clips "
                         "(the ensemble's inputs)")
+    parser.add_argument("--scores", type=Path, help="the scores alone (what dvc metrics "
+                        "show lists); METRICS gets every figure")
+    parser.add_argument("--scaler", type=Path, help="normalize's scaler of the primary "
+                        "round, saved with a model of the feature columns")
     args = parser.parse_args(argv)
     stage = f"train-{args.model_name}"
     try:
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ParamError(f"model {model.name} reads {model.inputs}: "
                              + ("give them with --inputs" if args.inputs is None
                                 else "it takes no --inputs"))
+        if args.scaler is not None and model.inputs != "features":
+            raise ParamError(f"model {model.name} reads {model.inputs}: it takes no --scaler")
         inputs = None if args.inputs is None else (*load_inputs(args.inputs), str(args.inputs))
         with atomic_dir(args.curves) if args.curves else nullcontext() as curves:
             fitted, metrics, results = train_rounds(  # curves: the primary round's
@@ -121,13 +130,18 @@ def main(argv: list[str] | None = None) -> None:
                 lambda rnd, primary: fit_round(model, params, rnd,
                                                curves if primary else None, inputs,
                                                out_of_fold=args.probabilities is not None),
-                args.metrics, args.predictions)
+                args.metrics, args.predictions, args.scores)
     except (ParamError, TrainingError, InputsError) as exc:
         sys.exit(f"{stage}: {exc}")
+    saved = trained.Trained(
+        model.name, fitted, [str(c) for c in round_classes(results[0].round)], model.inputs,
+        trained.input_settings(model.inputs, params),
+        scaler=None if args.scaler is None else joblib.load(args.scaler))
     if args.probabilities is not None:
         table = probabilities_table(results)
         write_with(args.probabilities, lambda tmp: table.to_parquet(tmp, index=False))
-    write_with(args.model, lambda tmp: joblib.dump(fitted, tmp))
+        saved.probabilities = trained.fingerprint(args.probabilities)
+    trained.save(args.model, saved)
     print(f"{stage} ({name}): {headline(metrics)}")
 
 

@@ -1,6 +1,7 @@
 """Stage `train-ensemble`: its members' class probabilities, combined by learned weights.
 
     python -m stages.train_ensemble MEMBERS_DIR MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
+                                    [--scores JSON]
 
 MEMBERS_DIR holds ``<member>.parquet`` for every model of ``ensemble.members``: the
 probabilities its stage wrote (stages.train ``--probabilities``), put there by the
@@ -9,7 +10,9 @@ probabilities its stage wrote (stages.train ``--probabilities``), put there by t
 scored on the validation clips', beside each member's accuracy there (``accuracy_<member>``),
 with its weights and its inner accuracy: fitted on all inner folds but one and scored on
 that one, in turn, which reads training clips only (what the default members were chosen
-by). MODEL_JOBLIB is the primary round's combination.
+by). MODEL_JOBLIB is the primary round's combination as a stages.trained.Trained, with
+the SHA-256 of each member's probabilities (stages.predict checks the members' own files
+against them).
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from stages import trained
 from stages.evaluate import (
     RoundResult,
     TrainingError,
@@ -29,7 +32,6 @@ from stages.evaluate import (
     headline,
     write_results,
 )
-from stages.io import write_with
 from stages.models.ensemble import Combination, build, check_members
 from stages.params import ParamError, load_params
 from stages.table import PREFIX, Round
@@ -131,17 +133,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("members", "model", "metrics", "predictions"):
         parser.add_argument(name, type=Path)
+    parser.add_argument("--scores", type=Path, help="the scores alone (what dvc metrics "
+                        "show lists); METRICS gets every figure")
     args = parser.parse_args(argv)
     try:
         params = load_params()
         rounds = load_members(args.members, check_members(params))
         fitted = [fit_round(params, rnd) for rnd in rounds]
         metrics = write_results("the ensemble", [result for _, result in fitted],
-                                args.metrics, args.predictions, len(rounds[0].classes))
+                                args.metrics, args.predictions, len(rounds[0].classes),
+                                args.scores)
     except (ParamError, TrainingError) as exc:
         sys.exit(f"train-ensemble: {exc}")
-    write_with(args.model, lambda tmp: joblib.dump(fitted[0][0], tmp))  # the primary round's
-    weights = fitted[0][0].described()
+    combination = fitted[0][0]  # the primary round's
+    trained.save(args.model, trained.Trained(
+        "ensemble", combination, [str(c) for c in combination.classes_], "probabilities", {},
+        members={m: trained.fingerprint(args.members / f"{m}.parquet")
+                 for m in combination.members}))
+    weights = combination.described()
     print(f"train-ensemble ({params['ensemble']['combine']}: {weights}): {headline(metrics)}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import models
+from stages import models, trained
 from stages.params import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,12 +153,16 @@ def declares(declared: list[str], key: str) -> bool:
     return any(key == d or key.startswith(d + ".") for d in declared)
 
 
-@pytest.mark.parametrize("name", ["svc", "nn-2layer", "nn-5layer"])
+@pytest.mark.parametrize("name", ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained"])
 def test_model_stages_declare_the_params_their_model_reads(name):
+    """... and those its inputs were computed with, which its model file records
+    (stages.trained), so that a change of them reruns it."""
     model = models.get(name)
-    declared = declared_params(f"train-{name}")
+    declared = [d.replace("${embeddings.encoder}", PARAMS["embeddings"]["encoder"])
+                for d in declared_params(f"train-{name}")]
     needed = [*model.params, *([f"tune.{model.tune}", "tune.folds", "tune.max_folds",
-                                "tune.metric"] if model.tune else [])]
+                                "tune.metric"] if model.tune else []),
+              *trained.input_keys(model.inputs, PARAMS)]
     assert [k for k in needed if not declares(declared, k)] == []
 
 

@@ -154,7 +154,7 @@ def test_the_stage_scores_every_round_with_each_member_beside_it(tmp_path, monke
     assert 0.6 < fold5["inner_accuracy"] <= 1 and set(fold5["weights"]) == {"time", "spectra"}
     predictions = pd.read_csv(tmp_path / "ensemble.csv")
     assert len(predictions) == len(table) * 2 // 5
-    combination = joblib.load(tmp_path / "ensemble.joblib")  # the primary round's
+    combination = joblib.load(tmp_path / "ensemble.joblib").estimator  # the primary round's
     members = {m: pd.read_parquet(tmp_path / "members" / f"{m}.parquet") for m in ("time",
                                                                                  "spectra")}
     x = np.stack([t[(t["round"] == "fold5") & (t["split"] == "valid")].sort_values(

@@ -69,7 +69,7 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     repo, log = project
     for model in MODELS:
         assert f"Running stage 'train-{model}@esc50'" in log
-        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
         # the ensemble's training clips: the out-of-fold ones, the first oof.folds (1) of 4
         assert metrics["n_train"] == (12 if model == "ensemble" else 48)
         assert metrics["n_valid"] == 12 and metrics["n_classes"] == 4
@@ -104,10 +104,11 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
     assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained | 1 |" in table
     assert "| ESC-50 | Pretrained embeddings + LogReg | aisfx [3, 4] | 1 |" in table
-    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
     members = ("svc", "nn-2layer", "nn-5layer", "pretrained")
     assert {f"accuracy_{m}" for m in members} <= set(ensemble)
-    assert set(ensemble["weights"]) == set(members) and "inner_accuracy" in ensemble
+    # one inner fold (oof.folds 1): no inner accuracy, which needs two
+    assert set(ensemble["weights"]) == set(members) and "inner_accuracy" not in ensemble
     for model in members:  # what the ensemble learned from: every member's probabilities
         probs = pd.read_parquet(repo / f"data/ensemble/esc50/{model}.parquet")
         assert (probs["split"] == "train").sum() == 12 and (probs["split"] == "valid").sum() == 12
@@ -125,7 +126,15 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert "up to date" in sh("dvc", "status", cwd=repo)
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     files = next(iter(shown.values()))["data"]
-    assert {f"metrics/esc50/{m}.json" for m in MODELS} <= set(files)
+    # at a glance: the scores of every dataset and model, and nothing else
+    assert set(files) == {f"metrics/{d}/{m}.json" for d in ("esc50", "freesound")
+                          for m in MODELS}
+    for path, shown_file in files.items():
+        folder, name = path.rsplit("/", 1)
+        details = json.loads((repo / folder / "details" / name).read_text())
+        scores = {k: details[k] for k in ("accuracy", "balanced_accuracy", "f1_weighted",
+                                          "f1_macro")}
+        assert shown_file["data"] == scores, path  # the details hold every other figure
     sh("dvc", "plots", "show", "-o", str(repo / "plots_html"), cwd=repo)
     assert (repo / "plots_html/index.html").is_file()
 
@@ -167,7 +176,7 @@ def test_freesound_runs_in_the_same_repro(project):
     assert counts == {"clips_listed": 49, "clips_used": 46, "clips_excluded": 3, "classes": 5}
     for model in MODELS:
         assert f"Running stage 'train-{model}@freesound'" in log
-        metrics = json.loads((repo / f"metrics/freesound/{model}.json").read_text())
+        metrics = json.loads((repo / f"metrics/freesound/details/{model}.json").read_text())
         n_train = 9 if model == "ensemble" else 36  # out of fold: 1 of tune.folds' 4
         assert (metrics["n_train"], metrics["n_valid"], metrics["n_classes"]) == (n_train, 10, 5)
         assert metrics["balanced_accuracy"] >= 0.6, (model, metrics)  # chance is 0.2
@@ -194,7 +203,8 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
                                                             cwd=repo))}
-    assert changed == {"embeddings"}, changed  # then the model, if the embeddings change
+    # the embeddings, and the model whose file records how they are computed
+    assert changed == {"embeddings", "train-pretrained"}, changed
     log = sh("dvc", "repro", "embeddings@esc50", cwd=repo)
     assert "60 of 60 clips in the feature cache; computing 0" in log
     with np.load(repo / "data/embeddings/esc50.npz") as embedded:
@@ -211,14 +221,15 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     assert after["nn-2layer"] != before["nn-2layer"]
     assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
     assert "| ESC-50 | NN | [400, 200] |" in (repo / "metrics/compare.md").read_text()
-    diff = sh("dvc", "metrics", "diff", "--md", cwd=repo)
-    assert "metrics/esc50/nn-2layer.json" in diff
+    diff = sh("dvc", "metrics", "diff", "--md", "metrics/esc50/details/nn-2layer.json",
+              cwd=repo)  # a file beside the metrics, shown when named
+    assert "metrics/esc50/details/nn-2layer.json" in diff and "valid_loss" in diff
 
     # other members by params alone: the ensemble reruns on those already made
     log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "compare"}, log
-    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
     assert set(ensemble["weights"]) == {"svc", "pretrained"}
     # ... and a model that is no longer a member changes without rerunning it
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -232,15 +243,15 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
 
 def test_report_shows_the_change_against_the_base(project):
     repo, _ = project
-    base = json.loads(sh("git", "show", "HEAD:metrics/esc50/nn-2layer.json", cwd=repo))
-    now = json.loads((repo / "metrics/esc50/nn-2layer.json").read_text())
+    base = json.loads(sh("git", "show", "HEAD:metrics/esc50/details/nn-2layer.json", cwd=repo))
+    now = json.loads((repo / "metrics/esc50/details/nn-2layer.json").read_text())
     sh(sys.executable, str(repo / "scripts/report"), "--base", "HEAD", "--out",
        "review/report.md", cwd=repo)
     text = (repo / "review/report.md").read_text()
     # the columns are padded to the longest param of the change (ensemble.members)
     assert re.search(r"\| params\.yaml +\| nn\.layers +\| \[200, 100\] +\| \[400, 200\]", text)
     row = next(line for line in text.splitlines()
-               if "metrics/esc50/nn-2layer.json" in line and "valid_loss" in line)
+               if "metrics/esc50/details/nn-2layer.json" in line and "valid_loss" in line)
     assert f"{base['valid_loss']:.4g}"[:5] in row and f"{now['valid_loss']:.4g}"[:5] in row
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert "report/plots_compare-HEAD.png" in images
@@ -260,7 +271,7 @@ def test_exp_show_lists_experiments_with_their_metrics(project):
             data = run["data"]
             layers.add(str(data["params"]["params.yaml"]["data"]["nn"]["layers"]))
             metrics = data["metrics"]["metrics/esc50/nn-2layer.json"]["data"]
-            assert 0 <= metrics["accuracy"] <= 1 and "valid_loss" in metrics
+            assert 0 <= metrics["accuracy"] <= 1 and "n_train" not in metrics  # scores
     assert "[400, 200]" in layers
 
 
@@ -318,7 +329,7 @@ def test_exp_run_cross_validation_on_one_dataset(project):
             return set(zip(rows["src_file"], rows["label"], strict=True))
         assert not recordings(valid) & recordings(part[part["split"] == "train"])
     for model in MODELS:
-        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
         assert metrics["n_rounds"] == 5 and sorted(metrics["rounds"]) == [
             f"fold{k}" for k in range(1, 6)]
         accuracies = [r["accuracy"] for r in metrics["rounds"].values()]
@@ -355,13 +366,13 @@ def test_the_search_that_chose_the_defaults_runs_as_the_readme_says(project):
     assert candidates["svc"]["C"] == [0.3, 1.0]
     assert candidates["nn"]["epochs"] == [30, 60] and candidates["nn"]["batch_size"] == [32, 64]
     for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
-        metrics = json.loads((repo / f"metrics/esc50/{model}.json").read_text())
+        metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
         searched = {k: v for k, v in candidates[section].items() if v is not None}
         assert set(metrics["tuned"]) == set(searched), model  # one value of each list
         assert all(metrics["tuned"][k] in v for k, v in searched.items()), model
         assert 0 < metrics["tuned_accuracy"] <= 1
         assert f"tune.{section} in round fold5: " in log
-    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
     assert {f"accuracy_{m}" for m in ("svc", "nn-2layer", "nn-5layer")} <= set(ensemble)
     assert "search" in sh("dvc", "exp", "list", cwd=repo)
 
@@ -378,13 +389,41 @@ def test_exp_run_adds_the_cnn_for_a_dataset(project):
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert {"spectrograms@esc50", "train-cnn@esc50", "ensemble-member@esc50-cnn",
             "train-ensemble@esc50", "compare"} <= ran, log
-    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
     assert set(ensemble["weights"]) == {"cnn", "pretrained"}  # a member by params alone
     assert ensemble["accuracy"] >= 0.5 and ensemble["n_train"] == 12
     with np.load(repo / "data/spectrograms/esc50.npz") as data:
         assert data["values"].shape == (60, 64, 216) and data["values"].dtype == np.float16
-    metrics = json.loads((repo / "metrics/esc50/cnn.json").read_text())
+    metrics = json.loads((repo / "metrics/esc50/details/cnn.json").read_text())
     assert metrics["n_valid"] == 12 and metrics["accuracy"] >= 0.5  # chance is 0.25
     assert (repo / "plots/training/esc50/cnn/eval/loss.tsv").is_file()
     assert "| ESC-50 | CNN | [8, 16, 32] | 1 |" in (repo / "metrics/compare.md").read_text()
     assert (repo / "plots/confusion/esc50/cnn.png").is_file()
+
+
+def test_predict_classifies_recordings_as_each_model_stage_did(project):
+    """stages.predict on the validation clips' audio gives the labels each model's stage
+    gave them: a feature model, an NN, the pretrained model, the CNN and the ensemble of
+    the two (the experiment above), with the settings recorded in their files; params.yaml,
+    edited meanwhile, plays no part."""
+    repo, _ = project
+    params = (repo / "params.yaml").read_text()
+    edited = yaml.safe_load(params)
+    edited["features"]["n_mels"] = 64
+    edited["spectrograms"]["n_mels"] = 32
+    edited["embeddings"]["pooling"] = ["std"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    audio = repo / "data/raw/esc50/ESC-50-master/audio"
+    try:
+        for model in ("svc", "nn-2layer", "pretrained", "cnn", "ensemble"):
+            stage = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
+            out = repo / f"predicted/{model}.csv"
+            sh(sys.executable, "-m", "stages.predict", "esc50", model,
+               *[str(audio / f) for f in stage["filename"]], "--csv", str(out), cwd=repo)
+            assert list(pd.read_csv(out)["predicted"]) == list(stage["predicted"]), model
+        shown = sh(sys.executable, "-m", "stages.predict", "esc50", "ensemble",
+                   str(audio / stage["filename"][0]), "--top", "2", cwd=repo)
+        assert re.search(rf"^{re.escape(str(audio / stage['filename'][0]))}: \w+ [01]\.\d{{3}}, "
+                         r"\w+ [01]\.\d{3}$", shown, re.M), shown
+    finally:
+        (repo / "params.yaml").write_text(params)

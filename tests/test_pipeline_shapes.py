@@ -61,7 +61,7 @@ def shaped(tmp_path_factory, demo_weights) -> tuple:
 
 
 def metrics(repo, dataset: str, model: str) -> dict:
-    return json.loads((repo / f"metrics/{dataset}/{model}.json").read_text())
+    return json.loads((repo / f"metrics/{dataset}/details/{model}.json").read_text())
 
 
 def test_every_stage_of_every_dataset_runs_on_uneven_classes(shaped):

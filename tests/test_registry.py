@@ -107,7 +107,7 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     assert list(metrics["rounds"]) == ["fold1", "fold2"]
     assert all(r["tuned"]["n_neighbors"] in (1, 5) for r in metrics["rounds"].values())
     assert metrics["accuracy"] > 0.9  # separable data, chance 1/3
-    assert joblib.load(tmp_path / "knn.joblib").n_neighbors == metrics["rounds"]["fold1"][
+    assert joblib.load(tmp_path / "knn.joblib").estimator.n_neighbors == metrics["rounds"]["fold1"][
         "tuned"]["n_neighbors"]
 
     # an ensemble member, by its probabilities (those of the values its search chose)
@@ -164,9 +164,9 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     sh("git", "commit", "-qm", "project with a k-NN", cwd=repo)
     log = sh("dvc", "repro", cwd=repo)
     assert "Running stage 'train-knn@esc50'" in log
-    metrics = json.loads((repo / "metrics/esc50/knn.json").read_text())
+    metrics = json.loads((repo / "metrics/esc50/details/knn.json").read_text())
     assert metrics["accuracy"] >= 0.75 and metrics["n_valid"] == 12  # chance 0.25
-    ensemble = json.loads((repo / "metrics/esc50/ensemble.json").read_text())
+    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
     assert set(ensemble) >= {"accuracy_svc", "accuracy_knn"}  # a member by params alone
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | k-NN | k=3 | 1 |" in table

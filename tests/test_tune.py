@@ -175,7 +175,7 @@ def test_stages_record_each_rounds_choice(tmp_path):
         assert list(inner_folds(rnd.rows("train"), 4, 42)) == [f"fold{f}" for f in inner]
         _, alone = search(get("svc"), {**PARAMS, "tune": tune}, rnd)
         assert alone == {"tuned": record["tuned"], "tuned_accuracy": record["tuned_accuracy"]}
-    assert joblib.load(tmp_path / "svc.joblib").C == svc["rounds"]["fold5"]["tuned"]["C"]
+    assert joblib.load(tmp_path / "svc.joblib").estimator.C == svc["rounds"]["fold5"]["tuned"]["C"]
 
 
 @pytest.mark.parametrize("max_folds", [None, 2])

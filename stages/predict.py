@@ -1,0 +1,157 @@
+"""Classify recordings with a trained model of any family.
+
+    python -m stages.predict DATASET MODEL AUDIO [AUDIO ...] [--top 3] [--csv OUT]
+                             [--models data/models] [--weights data/weights] [--n-jobs 1]
+
+MODEL is a model the pipeline trained for DATASET (``svc``, ``nn-2layer``, ``nn-5layer``,
+``cnn``, ``pretrained``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
+(stages.trained) holds the settings its inputs were computed with when it was trained, so
+each recording's inputs are computed from its audio the same way (summary features and
+the scaler, a log-mel spectrogram, or embeddings by the encoder whose checkpoint must
+still be the one it was trained with), whatever params.yaml says now. The ensemble's
+members are read from their own files beside it, and must be the ones it learned from.
+
+Prints each file's ``--top`` classes with their probabilities; ``--csv`` writes a row per
+file instead: ``filename``, ``predicted`` and ``p_<class>`` for every class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages import trained
+from stages.audio import FeatureParams, LogMelParams, Recipe
+from stages.evaluate import class_probabilities
+from stages.extraction import ExtractionError, compute
+from stages.io import write_with
+from stages.table import PREFIX
+
+
+class PredictError(ValueError):
+    """Audio or a model that cannot be used, named in the message."""
+
+
+class Predictor:
+    """Trained models of one dataset, applied to a list of recordings; each kind of inputs
+    is computed once for the models that share it (the ensemble's feature members)."""
+
+    def __init__(self, folder: Path, paths: list[Path], weights: Path, n_jobs: int = 1):
+        self.folder, self.paths, self.weights, self.n_jobs = folder, paths, weights, n_jobs
+        self._inputs: dict[str, np.ndarray] = {}
+
+    def load(self, model: str) -> trained.Trained:
+        return trained.load(self.folder / f"{model}.joblib")
+
+    def _computed(self, recipe: Recipe, then=None) -> list[np.ndarray]:
+        results = compute(self.paths, recipe, self.n_jobs)
+        if then is not None:
+            results = then(results)
+        values = {}
+        for i, result in results:
+            if isinstance(result, str):
+                raise PredictError(f"{self.paths[i]}: {result}")
+            values[i] = result
+        return [values[i] for i in range(len(self.paths))]
+
+    def _compute(self, kind: str, settings: dict) -> np.ndarray:
+        if kind == "features":
+            return np.stack(self._computed(FeatureParams.from_params(settings["features"])))
+        if kind == "spectrograms":  # float16, as the spectrograms stage stores them
+            return np.stack(self._computed(LogMelParams.from_params(settings["spectrograms"]))
+                            ).astype(np.float16)
+        if kind == "embeddings":
+            import torch  # the other families need no torch to be imported here
+
+            from stages.embeddings import embed, network, pool, windows_of
+            device = torch.device("cpu")
+            recipe = windows_of(settings, device)
+            net = network(recipe, self.weights / f"{recipe.encoder}.pth", device)
+            windows = self._computed(recipe, lambda results: embed(
+                results, net, 32, device, recipe.blocks))
+            pooling = settings["embeddings"]["pooling"]
+            return np.stack([pool(w, pooling) for w in windows]).astype(np.float32)
+        raise PredictError(f"no way to compute inputs of kind {kind!r}")
+
+    def inputs(self, model: trained.Trained) -> np.ndarray:
+        key = json.dumps([model.inputs, model.settings], sort_keys=True)
+        if key not in self._inputs:
+            self._inputs[key] = self._compute(model.inputs, model.settings)
+        values = self._inputs[key]
+        if model.inputs != "features":
+            return values
+        if model.scaler is None:
+            raise PredictError(f"model {model.model} was saved without its scaler (stages."
+                               "train --scaler): retrain it with dvc repro")
+        return model.scaler.transform(values).astype(np.float32)
+
+    def probabilities(self, model: trained.Trained) -> np.ndarray:
+        """(files, classes) probabilities of ``model.classes``."""
+        classes = np.asarray(model.classes)
+        if model.inputs != "probabilities":
+            return class_probabilities(model.estimator, self.inputs(model), classes)
+        members = []
+        for name, fingerprint in model.members.items():
+            member = self.load(name)
+            if member.probabilities != fingerprint or list(member.classes) != list(classes):
+                raise trained.NotTrainedError(
+                    f"{self.folder / f'{name}.joblib'} is not the {name} the ensemble "
+                    f"learned from (trained again since?): rerun the ensemble (dvc repro "
+                    f"train-ensemble@{self.folder.name})")
+            members.append(self.probabilities(member))
+        return model.estimator.predict_proba(np.stack(members, axis=1))
+
+
+def predict(folder: Path, model: str, paths: list[Path], weights: Path,
+            n_jobs: int = 1) -> pd.DataFrame:
+    """A row per file: ``filename``, ``predicted`` and ``p_<class>`` of every class."""
+    predictor = Predictor(folder, paths, weights, n_jobs)
+    found = predictor.load(model)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise PredictError(f"{missing[0]} does not exist"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    probs = predictor.probabilities(found)
+    classes = np.asarray(found.classes)
+    table = pd.DataFrame(probs, columns=[f"{PREFIX}{c}" for c in classes])
+    table.insert(0, "predicted", classes[probs.argmax(axis=1)])
+    table.insert(0, "filename", [str(p) for p in paths])
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", help="the dataset the model was trained on, e.g. esc50")
+    parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained, ensemble")
+    parser.add_argument("audio", type=Path, nargs="+", help="recordings (WAV, OGG, FLAC...)")
+    parser.add_argument("--top", type=int, default=3, help="classes shown per file")
+    parser.add_argument("--csv", type=Path, help="write every class's probability here")
+    parser.add_argument("--models", type=Path, default=Path("data/models"),
+                        help="the trained models' folder (default: data/models)")
+    parser.add_argument("--weights", type=Path, default=Path("data/weights"),
+                        help="the encoders' checkpoints (default: data/weights)")
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel audio workers")
+    args = parser.parse_args(argv)
+    try:
+        table = predict(args.models / args.dataset, args.model, args.audio, args.weights,
+                        args.n_jobs)
+    except (PredictError, trained.NotTrainedError, ExtractionError, ValueError) as exc:
+        sys.exit(f"predict: {exc}")
+    if args.csv is not None:
+        write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"predict: {len(table)} file(s) -> {args.csv}")
+        return
+    probs = table.filter(like=PREFIX)
+    for filename, row in zip(table["filename"], probs.to_numpy(), strict=True):
+        best = np.argsort(-row)[: args.top]
+        shown = ", ".join(f"{probs.columns[k][len(PREFIX):]} {row[k]:.3f}" for k in best)
+        print(f"{filename}: {shown}")
+
+
+if __name__ == "__main__":
+    main()
