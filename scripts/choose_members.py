@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--oof-folds", type=int, help="the first N inner folds only")
     parser.add_argument("--combine", nargs="+", default=["weighted", "vote"])
     args = parser.parse_args()
+    if args.oof_folds is not None and args.oof_folds < 2:
+        parser.error("--oof-folds must be 2 or more: the inner accuracy fits on all inner "
+                     "folds but one and scores that one")
     names = args.models or sorted(p.stem for p in args.folder.glob("*.parquet"))
     rounds = [first_folds(r, args.oof_folds) for r in load_members(args.folder, names)]
     classes = np.array([c[len(PREFIX):] for c in rounds[0].classes])

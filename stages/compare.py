@@ -192,7 +192,7 @@ def review_images(predictions: dict[tuple[str, str], pd.DataFrame], rows: pd.Dat
                         f"{name}: validation confusion (row-normalized)",
                         confusion_dir / dataset / f"{model}.png")
         correct = (preds["actual"] == preds["predicted"]).groupby(preds["actual"]).mean()
-        per_class.setdefault(dataset, {})[labels[dataset, model]] = correct
+        per_class.setdefault(dataset, {})[model] = correct  # a short column name
     for dataset, by_model in per_class.items():
         per_class_chart(pd.DataFrame(by_model).sort_index(),
                         f"{DATASET_NAMES.get(dataset, dataset)}: per-class validation accuracy",

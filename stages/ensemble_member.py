@@ -18,31 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from stages.evaluate import TrainingError, check_probabilities
+from stages.evaluate import TrainingError, read_probabilities
 from stages.io import write_with
-from stages.table import PREFIX
-
-COLUMNS = ["round", "split", "filename", "label", "fold"]
-
-
-def check(model: str, path: Path) -> None:
-    """Refuse a probabilities table that the ensemble could not learn from, naming it."""
-    table = pd.read_parquet(path)
-    classes = [c for c in table.columns if c.startswith(PREFIX)]
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing or not classes:
-        raise TrainingError(f"{path} is not a probabilities table of stages.train (missing "
-                            f"{', '.join(missing) or 'the p_<class> columns'})")
-    for name, part in table.groupby("round", sort=False):
-        for split in ("train", "valid"):
-            if not (part["split"] == split).any():
-                raise TrainingError(f"{path} has no {split} clips in round {name}: rerun "
-                                    f"train-{model}" + (" with oof.folds 1 or more (0 "
-                                                        "writes no out-of-fold rows)"
-                                                        if split == "train" else ""))
-    check_probabilities(table[classes].to_numpy(), f"{model} ({path})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     try:
-        check(args.model, args.probabilities)
+        read_probabilities(args.model, args.probabilities)
     except (TrainingError, OSError, ValueError) as exc:
         sys.exit(f"ensemble-member: {exc}")
     write_with(args.out, lambda tmp: shutil.copyfile(args.probabilities, tmp))

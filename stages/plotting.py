@@ -74,24 +74,27 @@ def confusion_image(actual, predicted, title: str, out: Path) -> None:
 
 
 def per_class_chart(table: pd.DataFrame, title: str, out: Path) -> None:
-    """Horizontal bars of per-class accuracy, one bar per model, one row per class.
+    """A classes x models grid of per-class accuracy, each cell's percent printed in it.
 
-    ``table`` has one row per class (the index, class names) and one column per model.
+    ``table`` has one row per class (the index, class names) and one column per model; 50
+    classes and six models fit one screen (about 800 x 1,000 pixels).
     """
     n, models = len(table), list(table.columns)
-    height = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(8, max(4.0, 0.12 * n * len(models) + 1.5)),
+    values = table.to_numpy(dtype=float) * 100
+    font = 8 if n <= 20 else 7 if n <= 50 else 6
+    fig, ax = plt.subplots(figsize=(2.2 + 0.95 * len(models), 1.3 + 0.175 * n),
                            layout="constrained")
-    y = np.arange(n)
-    for k, model in enumerate(models):
-        ax.barh(y + (k - (len(models) - 1) / 2) * height, table[model] * 100, height,
-                label=model)
-    ax.set_yticks(y, table.index, fontsize=8 if n <= 50 else 7)
-    ax.set_ylim(n - 0.5, -0.5)  # first class on top, no empty margin
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("% of the class's validation clips classified correctly")
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside upper center", ncols=len(models), fontsize=9, frameon=False)
+    image = ax.imshow(values, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    for i, j in np.ndindex(values.shape):
+        if np.isfinite(values[i, j]):
+            ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=font,
+                    color="white" if values[i, j] < 15 or values[i, j] > 85 else "black")
+    ax.set_xticks(range(len(models)), models, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(n), table.index, fontsize=font)
+    ax.tick_params(length=0)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.5, pad=0.02,
+                 label="% of the class's validation clips classified correctly")
     write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

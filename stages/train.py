@@ -57,8 +57,11 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
     """
     if inputs is not None:
         rnd = rnd.with_inputs(*inputs)
-    tuned, chosen, inner = tune.search_folds(model, params, rnd)
-    oof = tune.out_of_fold(model, tuned, rnd, inner) if out_of_fold else None
+    # the inner folds, cut once for the search and the out-of-fold probabilities
+    inner = tune.inner_rounds(rnd, params, None) if out_of_fold or tune.grid(params, model) \
+        else None
+    tuned, chosen, known = tune.search_folds(model, params, rnd, inner)
+    oof = tune.out_of_fold(model, tuned, rnd, known, inner) if out_of_fold else None
     estimator = model.build(tuned, rnd.features)
     if curves is None:
         fitted, result = fit_predict(estimator, rnd)

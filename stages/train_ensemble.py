@@ -28,8 +28,8 @@ from stages import trained
 from stages.evaluate import (
     RoundResult,
     TrainingError,
-    check_probabilities,
     headline,
+    read_probabilities,
     write_results,
 )
 from stages.models.ensemble import Combination, build, check_members
@@ -68,7 +68,7 @@ def load_members(folder: Path, members: list[str]) -> list[MemberRound]:
             raise TrainingError(
                 f"no probabilities of member {member}: {path} is missing (dvc repro writes "
                 f"it from train-{member}'s; the CNN's only for datasets in cnn.datasets)")
-        tables[member] = pd.read_parquet(path)
+        tables[member] = read_probabilities(member, path)
     first_name, first = next(iter(tables.items()))
     classes = [c for c in first.columns if c.startswith(PREFIX)]
     rounds = list(dict.fromkeys(first["round"]))
@@ -78,7 +78,6 @@ def load_members(folder: Path, members: list[str]) -> list[MemberRound]:
             raise TrainingError(f"{folder / f'{member}.parquet'} and "
                                 f"{folder / f'{first_name}.parquet'} are of different "
                                 "classes or rounds: rerun their stages (dvc repro)")
-        check_probabilities(table[classes].to_numpy(), f"member {member}")
     found = []
     for name in rounds:
         parts = {m: t[t["round"] == name].sort_values(["split", "filename"]).reset_index(

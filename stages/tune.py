@@ -107,14 +107,18 @@ def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     return tuned, chosen
 
 
-def search_folds(model: Model, params: dict, rnd: Round
+def search_folds(model: Model, params: dict, rnd: Round,
+                 inner: dict[str, Round] | None = None
                  ) -> tuple[dict, dict, dict[str, RoundResult]]:
     """:func:`search`, and the chosen candidate's results on each inner fold (by fold
-    name), which are out-of-fold predictions (:func:`out_of_fold`)."""
+    name), which are out-of-fold predictions (:func:`out_of_fold`). ``inner``: the
+    round's inner rounds (:func:`inner_rounds`) if already cut."""
     searched, tuning = grid(params, model), params["tune"]
     if not searched:
         return params, {}, {}
-    inner = inner_rounds(rnd, params, tuning["max_folds"])
+    if inner is None:
+        inner = inner_rounds(rnd, params, None)
+    inner = dict(list(inner.items())[:tuning["max_folds"]])
     candidates = combinations(searched)
     outcomes = fit_folds(model, [(with_values(params, model.section, values), fold)
                                  for values in candidates for fold in inner.values()],
@@ -138,7 +142,8 @@ def search_folds(model: Model, params: dict, rnd: Round
 
 
 def out_of_fold(model: Model, params: dict, rnd: Round,
-                known: dict[str, RoundResult] | None = None) -> pd.DataFrame:
+                known: dict[str, RoundResult] | None = None,
+                inner: dict[str, Round] | None = None) -> pd.DataFrame:
     """Out-of-fold class probabilities of the round's training clips: what the ensemble
     learns its members' worth from.
 
@@ -146,11 +151,14 @@ def out_of_fold(model: Model, params: dict, rnd: Round,
     official folds, so a recording's clips stay together; 0: none) gets its probabilities
     from the model trained, as ``params`` say, on the other inner folds; the validation
     part is never read. ``known``: results on inner folds already trained with these ``params``
-    (the search's choice, :func:`search_folds`), not trained again. A row per clip:
-    ``filename``, ``fold`` (the inner fold) and one column per class of the round.
+    (the search's choice, :func:`search_folds`), not trained again; ``inner``: the round's
+    inner rounds if already cut. A row per clip: ``filename``, ``fold`` (the inner fold)
+    and one column per class of the round.
     """
     known = known or {}
-    inner = inner_rounds(rnd, params, params["oof"]["folds"])
+    if inner is None:
+        inner = inner_rounds(rnd, params, None)
+    inner = dict(list(inner.items())[:params["oof"]["folds"]])
     todo = [name for name in inner if name not in known]
     fitted = fit_folds(model, [(params, inner[name]) for name in todo],
                        params["tune"]["n_jobs"], f"out-of-fold in round {rnd.name}")

@@ -175,6 +175,11 @@ def test_missing_or_mismatched_member_probabilities_are_named(tmp_path, monkeypa
     with pytest.raises(SystemExit, match=r"members/spectra\.parquet and members/time\.parquet "
                                          r"are of different classes or rounds"):
         run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
+    pd.read_parquet(tmp_path / "members" / "time.parquet").drop(columns="fold").to_parquet(
+        tmp_path / "members" / "spectra.parquet")  # a table of something else
+    with pytest.raises(SystemExit, match=r"members/spectra\.parquet is not a probabilities "
+                                         r"table of stages\.train \(missing fold\)"):
+        run_ensemble(tmp_path, monkeypatch, ["time", "spectra"])
 
 
 def test_an_unknown_member_or_the_ensemble_itself_is_refused(tmp_path, monkeypatch):

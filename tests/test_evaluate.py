@@ -12,6 +12,7 @@ from stages.evaluate import (
     Scores,
     TrainingError,
     check_not_collapsed,
+    class_probabilities,
     classification_metrics,
     train_rounds,
     write_results,
@@ -105,3 +106,15 @@ def test_non_finite_inputs_are_rejected(tmp_path):
         train_rounds("m", path, lambda rnd, primary: trained.append(rnd), tmp_path / "m.json",
                      tmp_path / "p.csv")
     assert not trained and not (tmp_path / "m.json").exists()
+
+
+def test_a_model_without_class_probabilities_is_refused_naming_it():
+    class Hard:  # predicts labels only
+        classes_ = np.array(["a", "b"])
+
+        def predict(self, X):
+            return self.classes_[np.zeros(len(X), dtype=int)]
+
+    with pytest.raises(TrainingError, match="Hard has neither predict_proba nor "
+                                            "decision_function"):
+        class_probabilities(Hard(), np.zeros((2, 3)), np.array(["a", "b"]))

@@ -350,8 +350,8 @@ def test_exp_run_cross_validation_on_one_dataset(project):
 
 
 def readme_command(heading: str) -> str:
-    """The first command of the README section ``heading``."""
-    section = (REPO / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    """The first command of the docs' section ``heading`` (docs/experiments.md)."""
+    section = (REPO / "docs/experiments.md").read_text().split(f"\n## {heading}\n", 1)[1]
     return re.search(r"```bash\n(dvc exp run [^\n]+)\n", section).group(1)
 
 

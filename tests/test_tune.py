@@ -189,12 +189,16 @@ def test_out_of_fold_probabilities_are_the_searchs_fits_of_its_choice(tmp_path, 
     fits = []
     fit_fold = tune_module.fit_fold
     monkeypatch.setattr(tune_module, "fit_fold", lambda *a: fits.append(a[2].name) or fit_fold(*a))
+    cuts = []  # the inner folds are cut once for both (their messages printed once)
+    monkeypatch.setattr(tune_module, "inner_folds",
+                        lambda *a, **k: cuts.append(a[3]) or inner_folds(*a, **k))
     tune = {**TUNE, "svc": {"C": [1e-6, 0.02]}, "max_folds": max_folds}
     run_stage(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib", "svc.json",
                                      "svc.csv", "--probabilities", "svc.parquet"], tune=tune,
               oof={"folds": None})
     scored = 4 if max_folds is None else max_folds
     assert len(fits) == 2 * scored + (4 - scored)  # 2 candidates, then the unscored folds
+    assert cuts == ["round fold5"]
     probs = pd.read_parquet(tmp_path / "svc.parquet")
     assert list(probs.columns[:5]) == ["round", "split", "filename", "label", "fold"]
     classes = sorted(table["label"].unique())

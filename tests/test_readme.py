@@ -1,0 +1,121 @@
+"""The README's and the docs' commands stay valid: a doc cannot drift from the code.
+
+Every line of every ```bash block of README.md and docs/*.md is read as the shell would
+split it. The params it sets with ``-S`` (``dvc exp run``, scripts/bench_pipeline.py) must
+make a valid params.yaml (known keys, valid values: stages.params' own check), the scripts
+and modules it runs must exist and know its ``--options``, and the files it names for
+``dvc metrics`` must be ones dvc.yaml writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.params import problems, read_yaml
+from tests.conftest import REPO
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PARAMS = read_yaml((REPO / "params.yaml").read_text())
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+OTHER_MODULES = {"venv", "pytest", "pip"}  # not the project's
+
+
+def commands(path: Path) -> list[list[str]]:
+    """Each command of the file's bash blocks, as words (``&&``, ``;``, ``|`` split it)."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            command: list[str] = []
+            for word in [*words, "&&"]:
+                if word in ("&&", ";", "|", "||"):
+                    if command:
+                        found.append(command)
+                    command = []
+                else:
+                    command.append(word)
+    return found
+
+
+def every_command() -> list[tuple[str, list[str]]]:
+    return [(f"{path.relative_to(REPO)}: {' '.join(c)}", c) for path in DOCS
+            for c in commands(path)]
+
+
+def with_overrides(words: list[str]) -> dict:
+    """params.yaml with every ``-S key=value`` of the command applied, as DVC does."""
+    params = copy.deepcopy(PARAMS)
+    if any(w.endswith("bench_pipeline.py") for w in words):  # it sets datasets itself
+        params["datasets"] = [words[words.index("--dataset") + 1] if "--dataset" in words
+                              else "esc50"]
+    for flag, value in zip(words, words[1:], strict=False):
+        if flag != "-S":
+            continue
+        key, _, text = value.partition("=")
+        *sections, last = key.lstrip("+").split(".")
+        node = params
+        for part in sections:
+            assert isinstance(node.get(part), dict), f"-S {value}: no section {part!r}"
+            node = node[part]
+        assert key.startswith("+") or last in node, f"-S {value}: no key {key!r}"
+        node[last] = yaml.safe_load(text)
+    return params
+
+
+def source_of(words: list[str]) -> Path | None:
+    """The project file a command runs: a script, a ``python -m`` module, or None."""
+    if words[0] in ("python", "python3") and len(words) > 2 and words[1] == "-m":
+        if words[2] in OTHER_MODULES:
+            return None
+        return REPO / (words[2].replace(".", "/") + ".py")
+    if words[0] in ("python", "python3") and len(words) > 1 and words[1].endswith(".py"):
+        return REPO / words[1]
+    if words[0].startswith("scripts/"):
+        return REPO / words[0]
+    return None
+
+
+def written_by_dvc_yaml() -> list[re.Pattern]:
+    """Every output and metric path of dvc.yaml, ``${...}`` as any name."""
+    paths = []
+    for stage in DVC_YAML["stages"].values():
+        block = stage.get("do", stage)
+        for entry in block.get("outs", []) + block.get("metrics", []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            paths.append(re.compile(re.sub(r"\\\$\\\{[^}]+\\\}", "[^/]+", re.escape(path))))
+    return paths
+
+
+def test_the_docs_have_commands_to_check():
+    found = every_command()
+    assert len(found) > 30
+    assert any(c[:3] == ["dvc", "exp", "run"] for _, c in found)
+
+
+@pytest.mark.parametrize("where, words", every_command(), ids=lambda v: None)
+def test_every_documented_command_is_valid(where, words):
+    if "-S" in words:
+        assert problems(with_overrides(words)) == [], where
+    source = source_of(words)
+    if source is not None:
+        assert source.is_file(), f"{where}: {source.relative_to(REPO)} does not exist"
+        text = source.read_text()
+        for option in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert f'"{option}"' in text, f"{where}: {source.name} has no option {option}"
+    if words[:2] == ["dvc", "metrics"] and len(words) > 2:
+        outputs = written_by_dvc_yaml()
+        for target in (w for w in words[3:] if "/" in w and w.endswith(".json")):
+            assert any(p.fullmatch(target) for p in outputs), f"{where}: no output {target}"
+
+
+def test_a_wrong_param_is_caught():
+    """The check above fails for a param that does not exist or a value out of range."""
+    with pytest.raises(AssertionError):
+        with_overrides(["dvc", "exp", "run", "-S", "nn.layerz=[4]"])
+    assert problems(with_overrides(["dvc", "exp", "run", "-S", "svc.C=-1"]))
