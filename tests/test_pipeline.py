@@ -211,18 +211,18 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
         assert embedded["values"].shape == (60, 256 + 512)
     sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
     sh("dvc", "checkout", "embeddings@esc50", cwd=repo)
-    before = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
+    before = {m: (repo / f"metrics/esc50/details/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert ran == {name for dataset in ("esc50", "freesound") for name in (
         f"train-nn-2layer@{dataset}", f"ensemble-member@{dataset}-nn-2layer",
         f"train-ensemble@{dataset}")} | {"compare"}, log  # a member
-    after = {m: (repo / f"metrics/esc50/{m}.json").read_text() for m in MODELS}
+    after = {m: (repo / f"metrics/esc50/details/{m}.json").read_text() for m in MODELS}
     assert after["nn-2layer"] != before["nn-2layer"]
     assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
     assert "| ESC-50 | NN | [400, 200] |" in (repo / "metrics/compare.md").read_text()
-    diff = sh("dvc", "metrics", "diff", "--md", "metrics/esc50/details/nn-2layer.json",
-              cwd=repo)  # a file beside the metrics, shown when named
+    diff = sh("dvc", "metrics", "diff", "--md", "--targets",
+              "metrics/esc50/details/nn-2layer.json", cwd=repo)  # beside the metrics, named
     assert "metrics/esc50/details/nn-2layer.json" in diff and "valid_loss" in diff
 
     # other members by params alone: the ensemble reruns on those already made
