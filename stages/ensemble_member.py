@@ -18,8 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from stages.evaluate import TrainingError, read_probabilities
 from stages.io import write_with
+from stages.probabilities import TrainingError, read_probabilities
 
 
 def main(argv: list[str] | None = None) -> None:

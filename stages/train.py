@@ -34,7 +34,6 @@ from dvclive import Live
 from stages import models, trained, tune
 from stages.evaluate import (
     RoundResult,
-    TrainingError,
     fit_predict,
     headline,
     round_classes,
@@ -42,6 +41,7 @@ from stages.evaluate import (
 )
 from stages.io import atomic_dir, write_with
 from stages.params import ParamError, load_params
+from stages.probabilities import TrainingError
 from stages.table import PREFIX, InputsError, Round, load_inputs
 
 

@@ -25,15 +25,10 @@ import numpy as np
 import pandas as pd
 
 from stages import trained
-from stages.evaluate import (
-    RoundResult,
-    TrainingError,
-    headline,
-    read_probabilities,
-    write_results,
-)
+from stages.evaluate import RoundResult, headline, write_results
 from stages.models.ensemble import Combination, build, check_members
 from stages.params import ParamError, load_params
+from stages.probabilities import TrainingError, read_probabilities
 from stages.table import PREFIX, Round
 
 

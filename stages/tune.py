@@ -31,7 +31,6 @@ from tqdm import tqdm
 from stages.evaluate import (
     RoundResult,
     Scores,
-    TrainingError,
     fit_predict,
     one_thread,
     predictions_table,
@@ -40,6 +39,7 @@ from stages.evaluate import (
 from stages.folds import class_folds
 from stages.models import Model
 from stages.params import with_values
+from stages.probabilities import TrainingError
 from stages.table import Round
 
 
@@ -90,8 +90,9 @@ def inner_rounds(rnd: Round, params: dict, limit: int | None) -> dict[str, Round
 
 def fit_folds(model: Model, tasks: list[tuple[dict, Round]], n_jobs: int, desc: str
               ) -> list[RoundResult | TrainingError]:
-    """:func:`fit_fold` of every ``(params, inner round)``, ``n_jobs`` at a time."""
-    return list(tqdm(Parallel(n_jobs=n_jobs, return_as="generator")(
+    """:func:`fit_fold` of every ``(params, inner round)``, ``n_jobs`` at a time; a single
+    fit in this process (a worker would first import the model's libraries again)."""
+    return list(tqdm(Parallel(n_jobs=n_jobs if len(tasks) > 1 else 1, return_as="generator")(
         delayed(fit_fold)(model, params, fold) for params, fold in tasks),
         total=len(tasks), desc=desc))
 

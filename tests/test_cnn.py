@@ -13,10 +13,10 @@ import yaml
 
 from stages import train
 from stages.audio import LogMelParams
-from stages.evaluate import TrainingError
 from stages.models import get
 from stages.models.cnn import SpectrogramCNN
 from stages.params import ParamError
+from stages.probabilities import TrainingError
 from stages.spectrograms import run
 from stages.table import Round, load_inputs
 from tests.conftest import REPO

@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from stages import ensemble_member, train_ensemble
-from stages.evaluate import TrainingError, check_probabilities
 from stages.models import Model
 from stages.models.ensemble import L2, Combination, fit_weights, pool_loss
+from stages.probabilities import TrainingError, check_probabilities
 from stages.table import Round
 from stages.train import fit_round, probabilities_table
 from tests.conftest import REPO

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from stages.datasets import ESC10, ESC50, FreeSound
-from stages.evaluate import TrainingError, class_probabilities, fit_predict
+from stages.evaluate import class_probabilities, fit_predict
 from stages.folds import class_folds
 from stages.models import get
 from stages.models.fastai_base import early_stopping_rows
 from stages.normalize import untrained_classes
+from stages.probabilities import TrainingError
 from stages.table import Round
 from stages.train import fit_round, probabilities_table
 from stages.train_ensemble import MemberRound

@@ -11,9 +11,10 @@ import yaml
 from dvclive import Live
 from fastai.tabular.all import Adam, Callback, DataLoader, GradientClip, trainable_params
 
-from stages.evaluate import TrainingError, classification_metrics
+from stages.evaluate import classification_metrics
 from stages.models import get
 from stages.models.fastai_base import Rows, early_stopping_rows
+from stages.probabilities import TrainingError
 from stages.table import Round, load_rounds, recording_groups
 from tests.conftest import REPO, separable_table
 

@@ -14,9 +14,10 @@ from sklearn.svm import LinearSVC
 
 from stages import train
 from stages import tune as tune_module
-from stages.evaluate import TrainingError, class_probabilities
+from stages.evaluate import class_probabilities
 from stages.models import get
 from stages.params import ParamError, validate, with_values
+from stages.probabilities import TrainingError
 from stages.table import Round
 from stages.tune import inner_folds, search
 from tests.conftest import REPO, separable_table

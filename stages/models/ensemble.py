@@ -28,8 +28,8 @@ from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from stages import models
-from stages.evaluate import TrainingError, check_probabilities
 from stages.params import ParamError
+from stages.probabilities import TrainingError, check_probabilities
 
 EPS = 1e-12  # probabilities are clipped here before their log: a 0 costs log(EPS)
 L2 = 1e-4  # on the weights: identical members get identical weights

@@ -43,8 +43,8 @@ from fastai.torch_core import norm_bias_params
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 
-from stages.evaluate import TrainingError
 from stages.folds import class_folds
+from stages.probabilities import TrainingError
 
 
 class NaNGuard(Callback):
