@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +32,10 @@ def comparison_chart(rows: pd.DataFrame, out: Path) -> None:
                label="published accuracy (original run)", zorder=3)
     for xi, acc in zip(x, rows["accuracy"] * 100, strict=True):
         ax.annotate(f"{acc:.1f}", (xi - width / 2, acc), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, rows["label"], fontsize=9)
+    # a group is 1.5 inches wide: longer lines (an ensemble's members) wrap to fit
+    labels = ["\n".join(textwrap.fill(line, 22) for line in label.split("\n"))
+              for label in rows["label"]]
+    ax.set_xticks(x, labels, fontsize=9)
     ax.set_ylabel("% on the validation split")
     ax.set_ylim(0, 108)
     ax.set_yticks(range(0, 101, 20))
