@@ -2,15 +2,15 @@
 
 The project is copied into a temporary git repository, params.yaml is pointed at a
 synthetic ESC-50-master.zip and synthetic FSDKaggle2019 zips, and DVC runs every stage of
-both datasets for real.
+both datasets for real. Experiments on ESC-50 alone (cross-validation, the search, the
+CNN, predict) are in test_experiments, on a project of their own, so that the two run in
+parallel.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,50 +19,23 @@ import pandas as pd
 import pytest
 import yaml
 
-from scripts.bench_pipeline import copy_project
-from tests.conftest import REPO
+from tests.e2e import MODELS, committed_project, sh, small_training
 
 pytestmark = pytest.mark.slow
-
-MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained", "ensemble")
-
-
-def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    }
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert (result.returncode == 0) == ok, f"{' '.join(cmd)} exited {result.returncode}:\n{output}"
-    return output
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, esc50_zip, freesound_zips, demo_weights) -> tuple[Path, str]:
-    repo = tmp_path_factory.mktemp("project")
-    copy_project(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["datasets"] == ["esc50", "freesound"]
-    params["data"]["esc50"]["url"] = str(esc50_zip)
-    params["data"]["freesound"]["audio_url"] = freesound_zips[0].as_uri()
-    params["data"]["freesound"]["meta_url"] = str(freesound_zips[1])
-    params["weights"]["aisfx"] = demo_weights
-    params["features"]["n_jobs"] = 2
-    # 36-48 training clips: small batches (fastai drops the incomplete one) and more steps
-    params["nn"]["training"].update(epochs=15, lr=0.01, batch_size=8)
-    # the ensemble learns from one inner fold's out-of-fold probabilities (default 2):
-    # the same code, a third fewer fits in every model stage
-    params["oof"]["folds"] = 1
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("git", "init", "-q", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "project", cwd=repo)
-    log = sh("dvc", "repro", cwd=repo)
-    return repo, log
+    def edit(params: dict) -> None:
+        assert params["datasets"] == ["esc50", "freesound"]
+        params["data"]["esc50"]["url"] = str(esc50_zip)
+        params["data"]["freesound"]["audio_url"] = freesound_zips[0].as_uri()
+        params["data"]["freesound"]["meta_url"] = str(freesound_zips[1])
+        params["weights"]["aisfx"] = demo_weights
+        small_training(params)
+
+    repo = committed_project(tmp_path_factory.mktemp("project"), edit)
+    return repo, sh("dvc", "repro", cwd=repo)
 
 
 def test_repro_produces_metrics_predictions_and_plots(project):
@@ -148,8 +121,7 @@ def test_forced_rerun_gives_identical_results(project):
         f"plots/predictions/esc50/{m}.csv" for m in rerun] + [
         f"data/probabilities/esc50/{m}.parquet" for m in rerun if m != "ensemble"]
     before = {path: (repo / path).read_bytes() for path in outputs}
-    for model in rerun:
-        sh("dvc", "repro", "-f", "-s", f"train-{model}@esc50", cwd=repo)
+    sh("dvc", "repro", "-f", "-s", *[f"train-{m}@esc50" for m in rerun], cwd=repo)
     assert {path: (repo / path).read_bytes() for path in outputs} == before
 
 
@@ -307,123 +279,3 @@ def test_every_declared_plot_exists_and_renders(project):
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo))
     assert not shown.get("errors")
     assert len(shown["data"]) >= 8 + 8 + 16 + 1 + 8 + 2
-
-
-def test_exp_run_cross_validation_on_one_dataset(project):
-    repo, _ = project
-    # early stopping too: its carved set, like the inner folds, keeps the recording
-    # that gives clips to two classes (in folds 2 and 3, as in the official file) together
-    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
-             "-S", "nn.training.early_stopping=5", cwd=repo)
-    assert "@freesound" not in log
-    assert log.count("1 recording(s) give clips to different classes in different folds") == 1
-    compare = json.loads((repo / "metrics/compare.json").read_text())
-    assert set(compare) == {"esc50"}
-    normalized = pd.read_parquet(repo / "data/normalized/esc50.parquet",
-                                 columns=["round", "split", "filename", "src_file", "label"])
-    assert list(normalized["round"].unique()) == ["fold5", "fold1", "fold2", "fold3", "fold4"]
-    for name, part in normalized.groupby("round"):
-        valid = part[part["split"] == "valid"]
-        assert valid["filename"].str.startswith(f"{name[-1]}-").all() and len(valid) == 12
-        def recordings(rows):  # what must stay together: a recording's clips of one class
-            return set(zip(rows["src_file"], rows["label"], strict=True))
-        assert not recordings(valid) & recordings(part[part["split"] == "train"])
-    for model in MODELS:
-        metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
-        assert metrics["n_rounds"] == 5 and sorted(metrics["rounds"]) == [
-            f"fold{k}" for k in range(1, 6)]
-        accuracies = [r["accuracy"] for r in metrics["rounds"].values()]
-        assert metrics["accuracy"] == pytest.approx(sum(accuracies) / 5)
-        assert metrics["std"]["accuracy"] == pytest.approx(pd.Series(accuracies).std())
-        n_train = 12 if model == "ensemble" else 48  # out of fold: 1 inner fold of 4
-        assert all(r["n_train"] == n_train and r["n_valid"] == 12
-                   for r in metrics["rounds"].values())
-        if model.startswith("nn"):  # trained with early stopping on a carved set
-            assert all(1 <= r["best_epoch"] <= r["epochs_run"] <= 15
-                       for r in metrics["rounds"].values())
-        preds = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
-        assert len(preds) == 60 and preds["filename"].is_unique  # every clip scored once
-        assert compare["esc50"][model]["accuracy"] == pytest.approx(metrics["accuracy"])
-        assert compare["esc50"][model]["std"] == pytest.approx(metrics["std"])
-    assert re.search(r"\| ESC-50 \| LinearSVC \| - \| 5 \| [\d.]+% ± [\d.]+ \|",
-                     (repo / "metrics/compare.md").read_text())
-
-
-def readme_command(heading: str) -> str:
-    """The first command of the docs' section ``heading`` (docs/experiments.md)."""
-    section = (REPO / "docs/experiments.md").read_text().split(f"\n## {heading}\n", 1)[1]
-    return re.search(r"```bash\n(dvc exp run [^\n]+)\n", section).group(1)
-
-
-def test_the_search_that_chose_the_defaults_runs_as_the_readme_says(project):
-    repo, _ = project
-    sh("git", "checkout", "--", "params.yaml", cwd=repo)  # as committed: one round each
-    command = readme_command("Hyperparameter search")
-    assert command.startswith("dvc exp run -n search ")
-    log = sh("bash", "-c", f"{command} -S 'datasets=[esc50]'", cwd=repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    candidates = {"svc": params["tune"]["svc"], "nn": params["tune"]["nn"]}
-    assert candidates["svc"]["C"] == [0.3, 1.0]
-    assert candidates["nn"]["epochs"] == [30, 60] and candidates["nn"]["batch_size"] == [32, 64]
-    for model, section in (("svc", "svc"), ("nn-2layer", "nn"), ("nn-5layer", "nn")):
-        metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
-        searched = {k: v for k, v in candidates[section].items() if v is not None}
-        assert set(metrics["tuned"]) == set(searched), model  # one value of each list
-        assert all(metrics["tuned"][k] in v for k, v in searched.items()), model
-        assert 0 < metrics["tuned_accuracy"] <= 1
-        assert f"tune.{section} in round fold5: " in log
-    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    assert {f"accuracy_{m}" for m in ("svc", "nn-2layer", "nn-5layer")} <= set(ensemble)
-    assert "search" in sh("dvc", "exp", "list", cwd=repo)
-
-
-def test_exp_run_adds_the_cnn_for_a_dataset(project):
-    """cnn.datasets (empty by default) adds the spectrograms and train-cnn stages of a
-    dataset; the CNN's metrics, curves and confusion plot join the others in compare, and
-    ensemble.members takes it into the ensemble."""
-    repo, _ = project
-    sh("git", "checkout", "--", "params.yaml", cwd=repo)
-    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "cnn.datasets=[esc50]",
-             "-S", "cnn.training.epochs=15", "-S", "cnn.training.channels=[8,16,32]",
-             "-S", "ensemble.members=[cnn,pretrained]", cwd=repo)
-    ran = set(re.findall(r"Running stage '([^']+)'", log))
-    assert {"spectrograms@esc50", "train-cnn@esc50", "ensemble-member@esc50-cnn",
-            "train-ensemble@esc50", "compare"} <= ran, log
-    ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    assert set(ensemble["weights"]) == {"cnn", "pretrained"}  # a member by params alone
-    assert ensemble["accuracy"] >= 0.5 and ensemble["n_train"] == 12
-    with np.load(repo / "data/spectrograms/esc50.npz") as data:
-        assert data["values"].shape == (60, 64, 216) and data["values"].dtype == np.float16
-    metrics = json.loads((repo / "metrics/esc50/details/cnn.json").read_text())
-    assert metrics["n_valid"] == 12 and metrics["accuracy"] >= 0.5  # chance is 0.25
-    assert (repo / "plots/training/esc50/cnn/eval/loss.tsv").is_file()
-    assert "| ESC-50 | CNN | [8, 16, 32] | 1 |" in (repo / "metrics/compare.md").read_text()
-    assert (repo / "plots/confusion/esc50/cnn.png").is_file()
-
-
-def test_predict_classifies_recordings_as_each_model_stage_did(project):
-    """stages.predict on the validation clips' audio gives the labels each model's stage
-    gave them: a feature model, an NN, the pretrained model, the CNN and the ensemble of
-    the two (the experiment above), with the settings recorded in their files; params.yaml,
-    edited meanwhile, plays no part."""
-    repo, _ = project
-    params = (repo / "params.yaml").read_text()
-    edited = yaml.safe_load(params)
-    edited["features"]["n_mels"] = 64
-    edited["spectrograms"]["n_mels"] = 32
-    edited["embeddings"]["pooling"] = ["std"]
-    (repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
-    audio = repo / "data/raw/esc50/ESC-50-master/audio"
-    try:
-        for model in ("svc", "nn-2layer", "pretrained", "cnn", "ensemble"):
-            stage = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
-            out = repo / f"predicted/{model}.csv"
-            sh(sys.executable, "-m", "stages.predict", "esc50", model,
-               *[str(audio / f) for f in stage["filename"]], "--csv", str(out), cwd=repo)
-            assert list(pd.read_csv(out)["predicted"]) == list(stage["predicted"]), model
-        shown = sh(sys.executable, "-m", "stages.predict", "esc50", "ensemble",
-                   str(audio / stage["filename"][0]), "--top", "2", cwd=repo)
-        assert re.search(rf"^{re.escape(str(audio / stage['filename'][0]))}: \w+ [01]\.\d{{3}}, "
-                         r"\w+ [01]\.\d{3}$", shown, re.M), shown
-    finally:
-        (repo / "params.yaml").write_text(params)

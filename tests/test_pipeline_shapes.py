@@ -13,12 +13,10 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from scripts.bench_pipeline import copy_project
 from scripts.make_demo_data import write_esc50_zip, write_freesound_zips
-from tests.test_pipeline import MODELS as ALL_MODELS
-from tests.test_pipeline import sh
+from tests.e2e import MODELS as ALL_MODELS
+from tests.e2e import committed_project, sh
 
 pytestmark = pytest.mark.slow
 
@@ -36,27 +34,24 @@ def shaped(tmp_path_factory, demo_weights) -> tuple:
     esc50 = write_esc50_zip(data / "ESC-50-master.zip", n_classes=50, per_class=8, seed=4,
                             per_recording=2)
     audio, meta = write_freesound_zips(data / "fsd", n_classes=15, seed=5, sizes=SIZES)
-    repo = tmp_path_factory.mktemp("project")
-    copy_project(repo)
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    for stage in LEFT_OUT:
-        del pipeline["stages"][stage]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["datasets"] = ["esc50", "esc10", "freesound"]
-    params["data"]["esc50"]["url"] = params["data"]["esc10"]["url"] = str(esc50)
-    params["data"]["freesound"].update(audio_url=str(audio), meta_url=str(meta))
-    params["features"]["n_jobs"] = 2
-    params["weights"]["aisfx"] = demo_weights
-    params["ensemble"]["members"] = list(MODELS[:-1])  # all but the ensemble
-    params["oof"]["folds"] = 1  # the ensemble learns from one inner fold of 4
-    # shapes, not training length, are tested here (test_pipeline runs the defaults):
-    # the original's 10 NN epochs keep the run within minutes
-    params["nn"]["training"]["epochs"] = 10
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("git", "init", "-q", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "project", cwd=repo)
+
+    def edit_pipeline(pipeline: dict) -> None:
+        for stage in LEFT_OUT:
+            del pipeline["stages"][stage]
+
+    def edit(params: dict) -> None:
+        params["datasets"] = ["esc50", "esc10", "freesound"]
+        params["data"]["esc50"]["url"] = params["data"]["esc10"]["url"] = str(esc50)
+        params["data"]["freesound"].update(audio_url=str(audio), meta_url=str(meta))
+        params["features"]["n_jobs"] = 2
+        params["weights"]["aisfx"] = demo_weights
+        params["ensemble"]["members"] = list(MODELS[:-1])  # all but the ensemble
+        params["oof"]["folds"] = 1  # the ensemble learns from one inner fold of 4
+        # shapes, not training length, are tested here (test_pipeline runs the defaults):
+        # the original's 10 NN epochs keep the run within minutes
+        params["nn"]["training"]["epochs"] = 10
+
+    repo = committed_project(tmp_path_factory.mktemp("project"), edit, edit_pipeline)
     return repo, sh("dvc", "repro", cwd=repo)
 
 

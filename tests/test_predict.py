@@ -1,7 +1,7 @@
 """stages.predict: a trained model's file applied to recordings, from their audio alone.
 
 That it gives the labels each model's own stage gave (every family, the ensemble
-included) is tested end to end in test_pipeline; here, what it computes and its errors.
+included) is tested end to end in test_experiments; here, what it computes and its errors.
 """
 
 from __future__ import annotations

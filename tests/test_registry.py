@@ -23,7 +23,7 @@ from stages import models, params, train, train_ensemble, tune
 from stages.compare import collect, load_predictions
 from stages.table import Round
 from tests.conftest import REPO
-from tests.test_pipeline import sh
+from tests.e2e import sh
 from tests.test_train import grouped_table
 
 KNN_MODULE = '''"""k nearest neighbours (the ``knn`` section): a toy model for the tests."""

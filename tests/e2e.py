@@ -1,0 +1,60 @@
+"""What the end-to-end tests share: running commands as a user would, and a copy of the
+project pointed at synthetic archives, committed to a git repository of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from scripts.bench_pipeline import copy_project
+
+MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained", "ensemble")
+
+
+def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
+    """Run ``cmd`` in ``cwd`` with this venv first on PATH; its output, asserting that it
+    succeeded (``ok``) or failed."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert (result.returncode == 0) == ok, f"{' '.join(cmd)} exited {result.returncode}:\n{output}"
+    return output
+
+
+def committed_project(repo: Path, edit: Callable[[dict], None],
+                      edit_pipeline: Callable[[dict], None] | None = None) -> Path:
+    """The project copied into ``repo`` as a fresh clone has it, params.yaml (and
+    dvc.yaml) changed by ``edit`` (``edit_pipeline``), committed."""
+    copy_project(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    edit(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if edit_pipeline is not None:
+        pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+        edit_pipeline(pipeline)
+        (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    sh("git", "init", "-q", cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "project", cwd=repo)
+    return repo
+
+
+def small_training(params: dict) -> None:
+    """Settings for the 4-class synthetic ESC-50 (36-48 training clips): two feature
+    workers, small NN batches (fastai drops the incomplete one) and more steps, and the
+    ensemble learning from one inner fold's out-of-fold probabilities (default 2): the
+    same code, a third fewer fits in every model stage."""
+    params["features"]["n_jobs"] = 2
+    params["nn"]["training"].update(epochs=15, lr=0.01, batch_size=8)
+    params["oof"]["folds"] = 1
