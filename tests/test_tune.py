@@ -239,6 +239,7 @@ def test_oof_folds_0_trains_nothing_more_and_writes_the_validation_rows_alone(tm
     assert len(probs) == (table["fold"] == 5).sum()
 
 
+@pytest.mark.slow  # two worker processes, each importing fastai
 def test_the_search_chooses_the_same_whatever_the_number_of_parallel_fits():
     """tune.n_jobs fits at a time, each on one thread: the scores, not only the choice,
     are the same for 1 and 2 at a time (NNs included, whose torch sums depend on threads)."""
