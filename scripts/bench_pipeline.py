@@ -142,10 +142,11 @@ def run(cmd: list[str], cwd: Path, log: Path) -> float:
 
 def model_table(metrics: Path) -> str:
     """Each trained model's accuracy and balanced accuracy (mean ± std over the rounds) and
-    each round's accuracy, in percent, as a Markdown table."""
+    each round's accuracy, in percent, as a Markdown table (from the details files, which
+    hold the rounds)."""
     lines = ["| model | accuracy | balanced accuracy | accuracy per round |", "|---|---|---|---|"]
     for model in models.every():
-        path = metrics / f"{model}.json"
+        path = metrics / "details" / f"{model}.json"
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
