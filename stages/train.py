@@ -95,6 +95,20 @@ def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:
     return table[meta + [c for c in table.columns if c not in meta]]
 
 
+def read_scaler(path: Path):
+    """normalize's scaler (``--scaler``), before any training: refused naming the file if it
+    is missing or holds no fitted transformer."""
+    try:
+        scaler = joblib.load(path)
+    except Exception as exc:  # missing, truncated or foreign: pickle raises many kinds
+        raise InputsError(f"{path} is not normalize's scaler ({type(exc).__name__}: {exc}): "
+                          "rerun normalize (dvc repro)") from None
+    if not hasattr(scaler, "transform"):
+        raise InputsError(f"{path} holds a {type(scaler).__name__}, not normalize's scaler: "
+                          "rerun normalize (dvc repro)")
+    return scaler
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_name", metavar="model")
@@ -126,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                                 else "it takes no --inputs"))
         if args.scaler is not None and model.inputs != "features":
             raise ParamError(f"model {model.name} reads {model.inputs}: it takes no --scaler")
+        scaler = None if args.scaler is None else read_scaler(args.scaler)
         inputs = None if args.inputs is None else (*load_inputs(args.inputs), str(args.inputs))
         with atomic_dir(args.curves) if args.curves else nullcontext() as curves:
             fitted, metrics, results = train_rounds(  # curves: the primary round's
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     saved = trained.Trained(
         model.name, fitted, [str(c) for c in round_classes(results[0].round)], model.inputs,
         trained.input_settings(model.inputs, params),
-        scaler=None if args.scaler is None else joblib.load(args.scaler))
+        scaler=scaler)
     if args.probabilities is not None:
         table = probabilities_table(results)
         write_with(args.probabilities, lambda tmp: table.to_parquet(tmp, index=False))

@@ -3,6 +3,7 @@
 import json
 import sys
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,12 +11,14 @@ import torch
 import yaml
 from dvclive import Live
 from fastai.tabular.all import Adam, Callback, DataLoader, GradientClip, trainable_params
+from sklearn.preprocessing import StandardScaler
 
 from stages.evaluate import classification_metrics
 from stages.models import get
 from stages.models.fastai_base import Rows, early_stopping_rows
 from stages.probabilities import TrainingError
-from stages.table import Round, load_rounds, recording_groups
+from stages.table import InputsError, Round, load_rounds, recording_groups
+from stages.train import read_scaler
 from tests.conftest import REPO, separable_table
 
 PARAMS = {
@@ -304,3 +307,14 @@ def test_original_svc_path_is_the_original_linearsvc(tmp_path):
     np.testing.assert_array_equal(model.coef_, original.coef_)
     x_valid = rnd.xy("valid")[0]
     assert (model.predict(x_valid) == original.predict(x_valid)).all()
+
+
+def test_a_missing_or_foreign_scaler_is_refused_naming_the_file(tmp_path):
+    missing = tmp_path / "scaler.joblib"
+    with pytest.raises(InputsError, match=f"{missing} is not normalize's scaler"):
+        read_scaler(missing)
+    joblib.dump({"mean": 0}, missing)
+    with pytest.raises(InputsError, match=f"{missing} holds a dict"):
+        read_scaler(missing)
+    joblib.dump(StandardScaler().fit([[0.0], [2.0]]), missing)
+    assert read_scaler(missing).transform([[2.0]])[0, 0] == 1.0
