@@ -45,8 +45,10 @@ DATASET_NAMES = {"esc50": "ESC-50", "esc10": "ESC-10", "freesound": "FreeSound"}
 def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.DataFrame]:
     """The validation predictions of every dataset x model, keyed by (dataset, model).
 
-    Models in registry order; a dataset with no predictions, or a file of a model the
-    registry does not know, is an error.
+    Models in registry order, those whose stage runs for the dataset (a file left by a
+    model switched off since, e.g. the CNN's after ``cnn.datasets`` changed, is not read);
+    a dataset with no predictions, or a file of a model the registry does not know, is an
+    error.
     """
     registry, found = models.every(), {}
     for dataset in params["datasets"]:
@@ -57,8 +59,8 @@ def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.D
         if not files:
             raise FileNotFoundError(f"{pred_dir / dataset} has no predictions: run the train "
                                     "stages first")
-        for model in registry:
-            if model in files:
+        for model, entry in registry.items():
+            if model in files and entry.runs_on(params, dataset):
                 found[dataset, model] = pd.read_csv(files[model], dtype=str,
                                                     keep_default_na=False)
     return found

@@ -125,6 +125,15 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     assert rows.iloc[1][["display", "architecture"]].tolist() == ["k-NN", "k=3"]
     assert rows.iloc[1]["accuracy"] == pytest.approx(metrics["accuracy"])
 
+    # a model whose stage no longer runs for the dataset (the CNN outside cnn.datasets):
+    # the predictions it left are not read; where it runs, they are
+    stale = tmp_path / "predictions/esc50/cnn.csv"
+    stale.write_bytes((tmp_path / "predictions/esc50/svc.csv").read_bytes())
+    assert config["cnn"]["datasets"] == []
+    assert ("esc50", "cnn") not in load_predictions(tmp_path / "predictions", config)
+    config["cnn"]["datasets"] = ["esc50"]
+    assert ("esc50", "cnn") in load_predictions(tmp_path / "predictions", config)
+
 
 # the stages of the other models and their inputs, which the new model does not need
 LEFT_OUT = ("train-nn-2layer", "train-nn-5layer", "weights", "embeddings", "train-pretrained")

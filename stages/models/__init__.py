@@ -42,6 +42,12 @@ class Model:
     # what X is: "features", "spectrograms" or "embeddings" (stages.train --inputs); the
     # ensemble's, "probabilities" (stages.train_ensemble)
     inputs: str = "features"
+    # the datasets its stage runs for (dvc.yaml's foreach); None: every one of ``datasets``
+    datasets: Callable[[dict], list[str]] | None = None
+
+    def runs_on(self, params: dict, dataset: str) -> bool:
+        """Whether its stage runs for ``dataset`` with these params."""
+        return dataset in (self.datasets(params) if self.datasets else params["datasets"])
 
     @property
     def section(self) -> str | None:

@@ -129,4 +129,5 @@ def build(params: dict, features: list[str]) -> SpectrogramCNN:
 
 MODELS = [Model("cnn", "CNN", params=("seed", "cnn.training"), build=build, tune="cnn",
                 tuned_section="cnn.training", inputs="spectrograms",
+                datasets=lambda params: params["cnn"]["datasets"],
                 architecture=lambda params: str(params["cnn"]["training"]["channels"]))]
