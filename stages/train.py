@@ -97,7 +97,7 @@ def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:
 
 def read_scaler(path: Path):
     """normalize's scaler (``--scaler``), before any training: refused naming the file if it
-    is missing or holds no fitted transformer."""
+    is missing or holds no transformer."""
     try:
         scaler = joblib.load(path)
     except Exception as exc:  # missing, truncated or foreign: pickle raises many kinds

@@ -10,13 +10,13 @@ from stages.evaluate import (
     METRICS,
     RoundResult,
     Scores,
-    TrainingError,
     check_not_collapsed,
     class_probabilities,
     classification_metrics,
     train_rounds,
     write_results,
 )
+from stages.probabilities import TrainingError
 from stages.table import Round, load_rounds
 from tests.conftest import separable_table
 

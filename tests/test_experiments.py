@@ -1,5 +1,6 @@
-"""End to end on ESC-50 alone: `dvc exp run` of cross-validation, the documented search,
-the CNN joining the ensemble, and `stages.predict` on what they trained.
+"""End to end on ESC-50 alone, in this order: `dvc exp run` of the CNN joining the
+ensemble, `stages.predict` on what the project trained, `dvc exp run` of cross-validation
+and of the documented search.
 
 A project of its own (the real dvc.yaml, `datasets: [esc50]`, the synthetic 4-class
 archive), so that these experiments run beside test_pipeline's.
@@ -41,9 +42,8 @@ def test_exp_run_adds_the_cnn_for_a_dataset(project):
     """cnn.datasets (empty by default) adds the spectrograms and train-cnn stages of a
     dataset; the CNN's metrics, curves and confusion plot join the others in compare, and
     ensemble.members takes it into the ensemble."""
-    repo = project
-    sh("git", "checkout", "--", "params.yaml", cwd=repo)
-    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "cnn.datasets=[esc50]",
+    repo = project  # as the fixture left it: the default repro of params.yaml as committed
+    log = sh("dvc", "exp", "run", "-S", "cnn.datasets=[esc50]",
              "-S", "cnn.training.epochs=15", "-S", "cnn.training.channels=[8,16,32]",
              "-S", "ensemble.members=[cnn,pretrained]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
@@ -61,13 +61,13 @@ def test_exp_run_adds_the_cnn_for_a_dataset(project):
     assert (repo / "plots/confusion/esc50/cnn.png").is_file()
 
 
-def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys):
+def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys, monkeypatch):
     """stages.predict on the validation clips' audio gives the labels each model's stage
     gave them: a feature model, an NN, the pretrained model, the CNN and the ensemble of
     the two (the experiment before), with the settings recorded in their files; params.yaml,
     edited meanwhile, plays no part. The ensemble's as a user runs it, in a process of its
-    own from the project folder; the others in this one (the same code, without a start
-    of PyTorch each)."""
+    own; the others in this one (the same code, without a start of PyTorch each); all from
+    the project folder, where the edited params.yaml is."""
     repo = project
     params = (repo / "params.yaml").read_text()
     edited = yaml.safe_load(params)
@@ -76,7 +76,7 @@ def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys):
     edited["embeddings"]["pooling"] = ["std"]
     (repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
     audio = repo / "data/raw/esc50/ESC-50-master/audio"
-    folders = ["--models", str(repo / "data/models"), "--weights", str(repo / "data/weights")]
+    monkeypatch.chdir(repo)  # predict's default folders, data/models and data/weights
     try:
         for model in ("svc", "nn-2layer", "pretrained", "cnn", "ensemble"):
             stage = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
@@ -86,10 +86,10 @@ def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys):
                 sh(sys.executable, "-m", "stages.predict", "esc50", model, *clips,
                    "--csv", str(out), cwd=repo)
             else:
-                predict(["esc50", model, *clips, "--csv", str(out), *folders])
+                predict(["esc50", model, *clips, "--csv", str(out)])
             assert list(pd.read_csv(out)["predicted"]) == list(stage["predicted"]), model
         capsys.readouterr()
-        predict(["esc50", "ensemble", clips[0], "--top", "2", *folders])
+        predict(["esc50", "ensemble", clips[0], "--top", "2"])
         shown = capsys.readouterr().out
         assert re.search(rf"^{re.escape(clips[0])}: \w+ [01]\.\d{{3}}, \w+ [01]\.\d{{3}}$",
                          shown, re.M), shown
@@ -102,12 +102,13 @@ def test_exp_run_cross_validation_on_one_dataset(project):
     sh("git", "checkout", "--", "params.yaml", cwd=repo)  # as committed, without the CNN
     # early stopping too: its carved set, like the inner folds, keeps the recording
     # that gives clips to two classes (in folds 2 and 3, as in the official file) together
-    log = sh("dvc", "exp", "run", "-S", "datasets=[esc50]", "-S", "data.esc50.cv=true",
+    log = sh("dvc", "exp", "run", "-S", "data.esc50.cv=true",
              "-S", "nn.training.early_stopping=5", cwd=repo)
-    assert "@freesound" not in log
     assert log.count("1 recording(s) give clips to different classes in different folds") == 1
     compare = json.loads((repo / "metrics/compare.json").read_text())
-    assert set(compare) == {"esc50"}
+    # the CNN's experiment left its predictions; compare reads a model where it runs
+    assert (repo / "plots/predictions/esc50/cnn.csv").is_file()
+    assert set(compare) == {"esc50"} and set(compare["esc50"]) == set(MODELS)
     normalized = pd.read_parquet(repo / "data/normalized/esc50.parquet",
                                  columns=["round", "split", "filename", "src_file", "label"])
     assert list(normalized["round"].unique()) == ["fold5", "fold1", "fold2", "fold3", "fold4"]

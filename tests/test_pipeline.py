@@ -2,8 +2,8 @@
 
 The project is copied into a temporary git repository, params.yaml is pointed at a
 synthetic ESC-50-master.zip and synthetic FSDKaggle2019 zips, and DVC runs every stage of
-both datasets for real. Experiments on ESC-50 alone (cross-validation, the search, the
-CNN, predict) are in test_experiments, on a project of their own, so that the two run in
+both datasets for real. Experiments on ESC-50 alone (the CNN, predict, cross-validation,
+the search) are in test_experiments, on a project of their own, so that the two run in
 parallel.
 """
 
