@@ -6,7 +6,7 @@
 A developer tool, run once outside the pipeline: it imports the package's own code
 (``aisfx.inference``, ``aisfx.models.cnn2d``, ``aisfx.spectrogram.spectrogram_librosa``)
 from the unpacked wheel and its weights, so that tests/test_embeddings.py can check this
-project's network (stages/encoders.py) against it without the package. It stores:
+project's network (soundclf/features/encoders.py) against it without the package. It stores:
 
 - ``windows`` (3, 100, 96), seeded uniform values, and ``windows_embedding``, the
   original network's (3, 512) output for them;

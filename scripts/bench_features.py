@@ -25,8 +25,8 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.audio import FeatureParams, feature_names  # noqa: E402
-from stages.extraction import extract_features  # noqa: E402
+from soundclf.data.audio import FeatureParams, feature_names  # noqa: E402
+from soundclf.features.extraction import extract_features  # noqa: E402
 
 
 def naive_features(path: str) -> np.ndarray:

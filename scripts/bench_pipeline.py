@@ -42,8 +42,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from stages import models  # noqa: E402
-from stages.params import read_yaml  # noqa: E402
+from soundclf import models  # noqa: E402
+from soundclf.params import read_yaml  # noqa: E402
 
 
 def stages_of(project: Path, params: dict, dataset: str) -> list[str]:

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.models.ensemble import Combination  # noqa: E402
-from stages.table import PREFIX  # noqa: E402
+from soundclf.models.ensemble import Combination  # noqa: E402
+from soundclf.table import PREFIX  # noqa: E402
 from stages.train_ensemble import MemberRound, inner_accuracy, load_members  # noqa: E402
 
 

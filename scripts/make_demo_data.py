@@ -17,8 +17,9 @@ The FreeSound layout is Zenodo's: ``FSDKaggle2019.audio_train_curated.zip`` (WAV
 30 s) and ``FSDKaggle2019.meta.zip`` (``train_curated_post_competition.csv``), with
 imbalanced classes and some multi-label rows (``"Bark,Walk_and_footsteps"``).
 
-``weights`` writes a checkpoint of the pretrained encoder's network (stages.encoders) with
-random weights, for tests and demos without the real one's download.
+``weights`` writes a checkpoint of the pretrained encoder's network
+(soundclf.features.encoders) with random weights, for tests and demos without the real
+one's download.
 
 Shapes that real data has and even synthetic classes hide: up to 50 ESC-50 classes with
 several clips cut from one recording (``--per-recording``, one ``src_file``), and FreeSound
@@ -178,8 +179,8 @@ def write_demo_weights(path: Path, seed: int = 0) -> str:
     SHA-256, for ``weights.aisfx.sha256``."""
     import torch
 
-    from stages.archive import sha256sum
-    from stages.encoders import ENCODERS
+    from soundclf.data.archive import sha256sum
+    from soundclf.features.encoders import ENCODERS
 
     torch.manual_seed(seed)
     net = ENCODERS["aisfx"].network()

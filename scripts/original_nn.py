@@ -25,7 +25,7 @@ import pandas as pd
 from fastai.tabular.all import TabularDataLoaders, accuracy, set_seed, tabular_learner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.table import feature_columns  # noqa: E402
+from soundclf.table import feature_columns  # noqa: E402
 
 LAYERS = {"NN [200, 100]": [200, 100], "NN [400, 300, 200, 100, 50]": [400, 300, 200, 100, 50]}
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.params import format_value  # noqa: E402
+from soundclf.params import format_value  # noqa: E402
 
 GRID = {
     "layers": ("nn.layers", [[400, 200], [300, 150, 75], [500]]),

@@ -3,7 +3,7 @@
     python -m stages.compare PREDICTIONS_DIR COMPARE_JSON COMPARE_MD COMPARE_PNG
                              CONFUSION_DIR PER_CLASS_DIR
 
-Every registered model (stages.models) with validation predictions
+Every registered model (soundclf.models) with validation predictions
 (``PREDICTIONS_DIR/<dataset>/<model>.csv``) gets a row; scores are recomputed from them
 with the same function the model stages use, so the table and
 ``metrics/<dataset>/<model>.json`` agree by construction: with several evaluation rounds
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages import models
-from stages.evaluate import METRICS, Scores
-from stages.io import write_json, write_text
-from stages.params import ParamError, load_params
-from stages.plotting import comparison_chart, confusion_image, per_class_chart
+from soundclf import models
+from soundclf.evaluation.evaluate import METRICS, Scores
+from soundclf.io import write_json, write_text
+from soundclf.params import ParamError, load_params
+from soundclf.reporting.plotting import comparison_chart, confusion_image, per_class_chart
 
 # The original write-up's figures (validation split: ESC-50 fold 5, FreeSound 20% stratified;
 # its ESC-50 NNs in fact a random 80/20 split, fastai having ignored the script's splits=),

@@ -16,10 +16,10 @@ import os
 import sys
 from pathlib import Path
 
-from stages.archive import DownloadError, copy_folder, extract, fetch
-from stages.datasets import LayoutError, adapter_for, check_clips_present, summary
-from stages.io import atomic_dir, write_json
-from stages.params import ParamError, get, load_params
+from soundclf.data.archive import DownloadError, copy_folder, extract, fetch
+from soundclf.data.datasets import LayoutError, adapter_for, check_clips_present, summary
+from soundclf.io import atomic_dir, write_json
+from soundclf.params import ParamError, get, load_params
 
 
 def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> dict[str, int]:

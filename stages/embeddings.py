@@ -2,7 +2,7 @@
 
     python -m stages.embeddings DATASET RAW_DIR WEIGHTS OUT_NPZ --cache CACHE_DIR
 
-The ``embeddings`` section names the encoder (stages.encoders, with WEIGHTS from the
+The ``embeddings`` section names the encoder (soundclf.features.encoders, with WEIGHTS from the
 stage `weights`, checked against ``weights.<encoder>.sha256``). Each clip is read whole,
 whatever its length, cut into the encoder's windows every ``hop`` of a window (a clip
 shorter than one window is zero-padded to one), and every window embedded: the windows
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.audio import Recipe
-from stages.datasets import LayoutError
-from stages.devices import torch_device
-from stages.encoders import (
+from soundclf.data.audio import Recipe
+from soundclf.data.datasets import LayoutError
+from soundclf.devices import torch_device
+from soundclf.features.encoders import (
     AisfxFrontEnd,
     WeightsError,
     embed_windows,
@@ -40,9 +40,9 @@ from stages.encoders import (
     load_network,
     verify_checkpoint,
 )
-from stages.extraction import ExtractionError, Results, compute_dataset
-from stages.params import ParamError, load_params
-from stages.table import save_inputs
+from soundclf.features.extraction import ExtractionError, Results, compute_dataset
+from soundclf.params import ParamError, load_params
+from soundclf.table import save_inputs
 
 POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
 
@@ -56,7 +56,7 @@ class Windows(Recipe):
     encoder: str = "aisfx"
     weights: str = ""  # the checkpoint's SHA-256
     hop: float = 0.5
-    blocks: tuple[int, ...] = (4,)  # what the network gives (stages.encoders.Cnn9)
+    blocks: tuple[int, ...] = (4,)  # what the network gives (soundclf.features.encoders.Cnn9)
     peak_normalize: bool = False
     # what else the values depend on: the front end's constants, torch, the device's kind
     front_end: AisfxFrontEnd = AisfxFrontEnd()

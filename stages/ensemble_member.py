@@ -18,8 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from stages.io import write_with
-from stages.probabilities import TrainingError, read_probabilities
+from soundclf.evaluation.probabilities import TrainingError, read_probabilities
+from soundclf.io import write_with
 
 
 def main(argv: list[str] | None = None) -> None:

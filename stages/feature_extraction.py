@@ -4,7 +4,7 @@
                                         --cache CACHE_DIR
 
 Writes one row per clip: the adapter's metadata columns (``filename``, ``label`` and the
-split columns) followed by the feature columns of :func:`stages.audio.feature_names`.
+split columns) followed by the feature columns of :func:`soundclf.data.audio.feature_names`.
 
 Clips are computed in batches of ``features.batch_size`` (one CQT set-up per batch) by
 ``features.n_jobs`` parallel workers, on this machine (``features.backend: local``) or on a
@@ -30,11 +30,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.audio import FeatureParams, feature_names
-from stages.datasets import LayoutError
-from stages.extraction import ExtractionError, FeatureCache, compute_dataset
-from stages.io import write_json, write_with
-from stages.params import ParamError, load_params
+from soundclf.data.audio import FeatureParams, feature_names
+from soundclf.data.datasets import LayoutError
+from soundclf.features.extraction import ExtractionError, FeatureCache, compute_dataset
+from soundclf.io import write_json, write_with
+from soundclf.params import ParamError, load_params
 
 WRITE_CHUNK = 512  # clips per parquet row group
 

@@ -25,10 +25,10 @@ import pandas as pd
 from sklearn.base import TransformerMixin
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, RobustScaler, StandardScaler
 
-from stages.datasets import LayoutError, adapter_for
-from stages.io import write_with
-from stages.params import SCALERS, ParamError, load_params
-from stages.table import feature_columns
+from soundclf.data.datasets import LayoutError, adapter_for
+from soundclf.io import write_with
+from soundclf.params import SCALERS, ParamError, load_params
+from soundclf.table import feature_columns
 
 SCALER_CLASSES = {
     "none": FunctionTransformer,

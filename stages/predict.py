@@ -5,7 +5,7 @@
 
 MODEL is a model the pipeline trained for DATASET (``svc``, ``nn-2layer``, ``nn-5layer``,
 ``cnn``, ``pretrained``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
-(stages.trained) holds the settings its inputs were computed with when it was trained, so
+(soundclf.trained) holds the settings its inputs were computed with when it was trained, so
 each recording's inputs are computed from its audio the same way (summary features and
 the scaler, a log-mel spectrogram, or embeddings by the encoder whose checkpoint must
 still be the one it was trained with), whatever params.yaml says now. The ensemble's
@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages import trained
-from stages.audio import FeatureParams, LogMelParams, Recipe
-from stages.evaluate import class_probabilities
-from stages.extraction import ExtractionError, compute
-from stages.io import write_with
-from stages.table import PREFIX
+from soundclf import trained
+from soundclf.data.audio import FeatureParams, LogMelParams, Recipe
+from soundclf.evaluation.evaluate import class_probabilities
+from soundclf.features.extraction import ExtractionError, compute
+from soundclf.io import write_with
+from soundclf.table import PREFIX
 
 
 class PredictError(ValueError):

@@ -6,7 +6,7 @@ The same clips, audio loading, per-clip cache and parallel backend as
 `feature-extraction` (``features.n_jobs``, ``batch_size``, ``backend``, ``scheduler``,
 ``on_error``), with the values of the ``spectrograms`` section: ``power_to_db(
 melspectrogram(y, sr, n_fft, hop_length, n_mels), ref=max)`` of the first ``duration``
-seconds, zero-padded (stages.audio.LogMelParams). OUT_NPZ holds ``filename`` (metadata
+seconds, zero-padded (soundclf.data.audio.LogMelParams). OUT_NPZ holds ``filename`` (metadata
 order, skipped clips left out) and ``values``, float16 (clips, n_mels, frames): 2,000
 ESC-50 clips at the defaults are 55 MB. The feature table is not touched.
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.audio import LogMelParams
-from stages.datasets import LayoutError
-from stages.extraction import ExtractionError, compute_dataset
-from stages.params import ParamError, load_params
-from stages.table import save_inputs
+from soundclf.data.audio import LogMelParams
+from soundclf.data.datasets import LayoutError
+from soundclf.features.extraction import ExtractionError, compute_dataset
+from soundclf.params import ParamError, load_params
+from soundclf.table import save_inputs
 
 
 def run(dataset: str, raw_dir: Path, params: dict, out: Path, cache_dir: Path) -> list[str]:

@@ -4,18 +4,14 @@
                            [--curves DIR] [--inputs NPZ] [--probabilities PARQUET]
                            [--scaler JOBLIB] [--scores JSON]
 
-MODEL is a name in the model registry (stages.models: svc, nn-2layer, nn-5layer, cnn...).
-One model is trained per evaluation round of the normalized table (stages.evaluate), with
-the values its ``tune`` grid chooses in that round if one is set (stages.tune), and scored
-on the round's validation part. A model that reads other inputs than the feature columns
-(the CNN: log-mel spectrograms) takes them from ``--inputs`` (stages.spectrograms's file),
-clip by clip, with the rounds of the normalized table. MODEL_JOBLIB is the primary round's
-fitted estimator as a stages.trained.Trained, with the settings its inputs were computed
-with and, for a model of the feature columns, normalize's scaler given by ``--scaler``
-(what stages.predict needs); with ``--curves``, that round's per-epoch curves (dvclive)
-are written to DIR. With ``--probabilities``, the class probabilities of every round are written to
-PARQUET (:func:`probabilities_table`): the validation clips' from the round's model, the
-training clips' out of fold (``oof.folds``), which is what the ensemble learns from.
+MODEL is a name in the model registry (soundclf.models). It is trained and scored on every
+evaluation round of the normalized table (soundclf.evaluation), with the values its ``tune``
+grid chooses in that round. A model of other inputs than the feature columns (the CNN's
+spectrograms, the pretrained model's embeddings) reads them from ``--inputs``. MODEL_JOBLIB
+is the primary round's fitted model as a soundclf.trained.Trained (what predict reads),
+with normalize's ``--scaler`` for a model of the feature columns; ``--curves`` gets that
+round's per-epoch curves (dvclive), ``--probabilities`` every round's class probabilities
+(the training clips' out of fold: what the ensemble learns from).
 """
 
 from __future__ import annotations
@@ -31,18 +27,19 @@ import joblib
 import pandas as pd
 from dvclive import Live
 
-from stages import models, trained, tune
-from stages.evaluate import (
+from soundclf import models, trained
+from soundclf.evaluation import tune
+from soundclf.evaluation.evaluate import (
     RoundResult,
     fit_predict,
     headline,
     round_classes,
     train_rounds,
 )
-from stages.io import atomic_dir, write_with
-from stages.params import ParamError, load_params
-from stages.probabilities import TrainingError
-from stages.table import PREFIX, InputsError, Round, load_inputs
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.io import atomic_dir, write_with
+from soundclf.params import ParamError, load_params
+from soundclf.table import PREFIX, InputsError, Round, load_inputs
 
 
 def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None = None,
@@ -53,7 +50,7 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
     With ``curves``, its per-epoch curves are logged by dvclive into that folder; with
     ``inputs`` (rows by filename, values, source), it reads those instead of the features.
     With ``out_of_fold``, the result's ``oof`` holds the training clips' out-of-fold
-    probabilities (stages.tune.out_of_fold), reusing the search's fits of its choice.
+    probabilities (soundclf.evaluation.tune.out_of_fold), reusing the search's fits of its choice.
     """
     if inputs is not None:
         rnd = rnd.with_inputs(*inputs)

@@ -6,11 +6,11 @@
 MEMBERS_DIR holds ``<member>.parquet`` for every model of ``ensemble.members``: the
 probabilities its stage wrote (stages.train ``--probabilities``), put there by the
 ``ensemble-member`` stages. In every evaluation round, the combination
-(stages.models.ensemble) is fitted on the training clips' out-of-fold probabilities and
+(soundclf.models.ensemble) is fitted on the training clips' out-of-fold probabilities and
 scored on the validation clips', beside each member's accuracy there (``accuracy_<member>``),
 with its weights and its inner accuracy: fitted on all inner folds but one and scored on
 that one, in turn, which reads training clips only (what the default members were chosen
-by). MODEL_JOBLIB is the primary round's combination as a stages.trained.Trained, with
+by). MODEL_JOBLIB is the primary round's combination as a soundclf.trained.Trained, with
 the SHA-256 of each member's probabilities (stages.predict checks the members' own files
 against them).
 """
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages import trained
-from stages.evaluate import RoundResult, headline, write_results
-from stages.models.ensemble import Combination, build, check_members
-from stages.params import ParamError, load_params
-from stages.probabilities import TrainingError, read_probabilities
-from stages.table import PREFIX, Round
+from soundclf import trained
+from soundclf.evaluation.evaluate import RoundResult, headline, write_results
+from soundclf.evaluation.probabilities import TrainingError, read_probabilities
+from soundclf.models.ensemble import Combination, build, check_members
+from soundclf.params import ParamError, load_params
+from soundclf.table import PREFIX, Round
 
 
 class MemberRound:

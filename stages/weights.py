@@ -6,7 +6,7 @@
 PyPI, which holds them as ``aisfx/models/checkpoint.pth``), a ``file://`` URL or a local
 path to that archive or to the checkpoint itself; downloads are kept in CACHE_DIR like the
 datasets'. The checkpoint must have the SHA-256 ``weights.<ENCODER>.sha256`` and load
-strictly into this project's network (stages.encoders) before it becomes OUT_FILE.
+strictly into this project's network (soundclf.features.encoders) before it becomes OUT_FILE.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages.archive import DownloadError, fetch, local_path, sha256sum
-from stages.encoders import WeightsError, checkpoint_bytes, encoder, load_network
-from stages.io import atomic_path
-from stages.params import ParamError, load_params
+from soundclf.data.archive import DownloadError, fetch, local_path, sha256sum
+from soundclf.features.encoders import WeightsError, checkpoint_bytes, encoder, load_network
+from soundclf.io import atomic_path
+from soundclf.params import ParamError, load_params
 
 
 def fetch_weights(name: str, params: dict, out: Path, cache_dir: Path) -> str:

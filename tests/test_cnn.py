@@ -11,14 +11,14 @@ import pytest
 import torch
 import yaml
 
+from soundclf.data.audio import LogMelParams
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.models import get
+from soundclf.models.cnn import SpectrogramCNN
+from soundclf.params import ParamError
+from soundclf.table import Round, load_inputs
 from stages import train
-from stages.audio import LogMelParams
-from stages.models import get
-from stages.models.cnn import SpectrogramCNN
-from stages.params import ParamError
-from stages.probabilities import TrainingError
 from stages.spectrograms import run
-from stages.table import Round, load_inputs
 from tests.conftest import REPO
 
 FEATURES_EXEC = {"n_jobs": 1, "batch_size": 4, "backend": "local", "scheduler": None,

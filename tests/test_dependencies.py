@@ -3,9 +3,9 @@
 A stage's code dependencies are the import closure of the module its ``cmd`` runs
 (``python -m stages.X``), found by reading every ``import`` statement, including those
 inside functions, and the package ``__init__`` files on the way. The model registry
-imports model modules by name (stages.models.get / every): a ``stages.train MODEL`` stage
+imports model modules by name (soundclf.models.get / every): a ``stages.train MODEL`` stage
 reaches MODEL's module, any other stage that imports the registry may reach every model,
-so it must declare ``stages/models`` whole. An edit to any module a stage runs must rerun
+so it must declare ``soundclf/models`` whole. An edit to any module a stage runs must rerun
 it, or `dvc repro` would keep results the code no longer gives.
 """
 
@@ -18,16 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import models, trained
-from stages.params import read_yaml
+from soundclf import models, trained
+from soundclf.params import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("stages", "soundclf")  # the stage modules and the library they call
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = read_yaml((ROOT / "params.yaml").read_text())
 
 
 def module_file(module: str) -> Path | None:
-    """The file of a ``stages`` module or package, relative to the root; None if none."""
+    """The file of a project module or package, relative to the root; None if none."""
     base = ROOT / Path(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -43,7 +44,8 @@ def has_code(path: Path) -> bool:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every ``stages`` module a file imports, anywhere in it, with its parent packages."""
+    """Every module of the project (``stages``, ``soundclf``) a file imports, anywhere in
+    it, with its parent packages."""
     found = set()
     for node in ast.walk(ast.parse((ROOT / path).read_text())):
         if isinstance(node, ast.Import):
@@ -55,7 +57,7 @@ def imported_modules(path: Path) -> set[str]:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == "stages":
+            if parts[0] in PACKAGES:
                 found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
     return {m for m in found if module_file(m)}
 
@@ -83,11 +85,12 @@ def required_code(argv: list[str]) -> set[str]:
     """The files a stage's command runs, as dvc.yaml should list them."""
     assert argv[:2] == ["python", "-m"], argv
     modules = closure(argv[2])
-    if "stages.models" in modules:
+    if "soundclf.models" in modules:
         if argv[2] == "stages.train":
             modules |= closure(models.module_of(argv[3]))
         else:
-            modules |= {f"stages.models.{p.stem}" for p in (ROOT / "stages/models").glob("*.py")}
+            modules |= {f"soundclf.models.{p.stem}"
+                        for p in (ROOT / "soundclf/models").glob("*.py")}
     files = {module_file(m) for m in modules}
     return {str(f) for f in files if f.name != "__init__.py" or has_code(f)}
 
@@ -108,26 +111,27 @@ def test_stage_declares_every_module_it_runs(stage):
 def test_stage_declares_no_module_it_does_not_run(stage):
     block = DVC_YAML["stages"][stage].get("do", DVC_YAML["stages"][stage])
     needed = required_code(stage_commands()[stage])
-    extra = sorted(d for d in block["deps"] if d.startswith("stages/") and d.endswith(".py")
-                   and d not in needed)
+    extra = sorted(d for d in block["deps"] if d.startswith(("stages/", "soundclf/"))
+                   and d.endswith(".py") and d not in needed)
     assert not extra, f"dvc.yaml stage {stage} declares {extra}, which it never imports"
 
 
 def test_the_closure_sees_imports_inside_functions_and_packages(tmp_path, monkeypatch):
     # the closure the tests above rely on: a real stage's known chain
     train = closure("stages.train")
-    assert {"stages.train", "stages.tune", "stages.evaluate", "stages.table",
-            "stages.params", "stages.io", "stages.models", "stages.folds"} <= train
-    assert "stages.audio" not in train  # model stages do not load librosa
-    assert "stages.models.nn" in closure("stages.models.nn")
+    assert {"stages.train", "soundclf.evaluation.tune", "soundclf.evaluation.evaluate",
+            "soundclf.table", "soundclf.params", "soundclf.io", "soundclf.models",
+            "soundclf.evaluation.folds"} <= train
+    assert "soundclf.data.audio" not in train  # model stages do not load librosa
+    assert "soundclf.models.nn" in closure("soundclf.models.nn")
     assert required_code(["python", "-m", "stages.train", "svc"]) >= {
-        "stages/models/svc.py", "stages/models/__init__.py"}
-    assert "stages/models/nn.py" not in required_code(["python", "-m", "stages.train", "svc"])
+        "soundclf/models/svc.py", "soundclf/models/__init__.py"}
+    assert "soundclf/models/nn.py" not in required_code(["python", "-m", "stages.train", "svc"])
 
 
 def test_model_stages_do_not_import_librosa():
     for module in closure("stages.train") | closure("stages.train_ensemble") | {
-            f"stages.models.{p.stem}" for p in (ROOT / "stages/models").glob("*.py")}:
+            f"soundclf.models.{p.stem}" for p in (ROOT / "soundclf/models").glob("*.py")}:
         source = (ROOT / module_file(module)).read_text()
         assert "librosa" not in {n.split(".")[0] for node in ast.walk(ast.parse(source))
                                  if isinstance(node, (ast.Import, ast.ImportFrom))
@@ -156,7 +160,7 @@ def declares(declared: list[str], key: str) -> bool:
 @pytest.mark.parametrize("name", ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained"])
 def test_model_stages_declare_the_params_their_model_reads(name):
     """... and those its inputs were computed with, which its model file records
-    (stages.trained), so that a change of them reruns it."""
+    (soundclf.trained), so that a change of them reruns it."""
     model = models.get(name)
     declared = [d.replace("${embeddings.encoder}", PARAMS["embeddings"]["encoder"])
                 for d in declared_params(f"train-{name}")]

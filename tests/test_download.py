@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from stages import archive
-from stages.archive import DownloadError, extract, fetch
-from stages.datasets import LayoutError
+from soundclf.data import archive
+from soundclf.data.archive import DownloadError, extract, fetch
+from soundclf.data.datasets import LayoutError
 from stages.download import download
 
 

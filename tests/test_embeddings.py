@@ -1,4 +1,4 @@
-"""The pretrained encoder (stages/encoders.py), its weights (stage weights) and the
+"""The pretrained encoder (soundclf/features/encoders.py), its weights (stage weights) and the
 embeddings stage's pieces.
 
 tests/data/aisfx_reference.npz holds what the original aisfx 0.1.2 code computes with its
@@ -18,10 +18,9 @@ import torch
 
 from scripts.aisfx_reference import reference_clip, write_wav
 from scripts.make_demo_data import write_demo_weights
-from stages.archive import DownloadError, sha256sum
-from stages.audio import load_clip
-from stages.embeddings import Windows, embed, pool
-from stages.encoders import (
+from soundclf.data.archive import DownloadError, sha256sum
+from soundclf.data.audio import load_clip
+from soundclf.features.encoders import (
     ENCODERS,
     Cnn9,
     WeightsError,
@@ -29,7 +28,8 @@ from stages.encoders import (
     load_network,
     verify_checkpoint,
 )
-from stages.params import SCHEMA, load_params
+from soundclf.params import SCHEMA, load_params
+from stages.embeddings import Windows, embed, pool
 from stages.weights import fetch_weights
 from tests.conftest import REPO
 

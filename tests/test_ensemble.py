@@ -18,11 +18,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from soundclf.evaluation.probabilities import TrainingError, check_probabilities
+from soundclf.models import Model
+from soundclf.models.ensemble import L2, Combination, fit_weights, pool_loss
+from soundclf.table import Round
 from stages import ensemble_member, train_ensemble
-from stages.models import Model
-from stages.models.ensemble import L2, Combination, fit_weights, pool_loss
-from stages.probabilities import TrainingError, check_probabilities
-from stages.table import Round
 from stages.train import fit_round, probabilities_table
 from tests.conftest import REPO
 from tests.test_tune import TUNE
@@ -80,7 +80,7 @@ def run_ensemble(tmp_path, monkeypatch, members: list[str], combine: str = "weig
     params["ensemble"] = {"members": members, "combine": combine}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("stages.models.get", lambda name: Model(name, name, (), None))
+    monkeypatch.setattr("soundclf.models.get", lambda name: Model(name, name, (), None))
     train_ensemble.main([folder, "ensemble.joblib", "ensemble.json", "ensemble.csv"])
     return json.loads((tmp_path / "ensemble.json").read_text())
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.evaluate import (
+from soundclf.evaluation.evaluate import (
     METRICS,
     RoundResult,
     Scores,
@@ -16,8 +16,8 @@ from stages.evaluate import (
     train_rounds,
     write_results,
 )
-from stages.probabilities import TrainingError
-from stages.table import Round, load_rounds
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.table import Round, load_rounds
 from tests.conftest import separable_table
 
 

@@ -13,8 +13,8 @@ import pytest
 from distributed import LocalCluster
 
 from scripts.bench_features import naive_features as reference_features
-from stages.audio import FeatureParams, batch_features, feature_names, load_clip
-from stages.extraction import ExtractionError, extract_features
+from soundclf.data.audio import FeatureParams, batch_features, feature_names, load_clip
+from soundclf.features.extraction import ExtractionError, extract_features
 from stages.feature_extraction import run
 from tests.conftest import REPO, assert_features_equal
 

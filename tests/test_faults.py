@@ -26,13 +26,14 @@ import yaml
 
 from scripts.bench_features import naive_features as reference_features
 from scripts.make_demo_data import write_demo_weights
-from stages import archive, feature_extraction
-from stages.archive import DownloadError, _download
-from stages.audio import FeatureParams
-from stages.datasets import LayoutError
+from soundclf.data import archive
+from soundclf.data.archive import DownloadError, _download
+from soundclf.data.audio import FeatureParams
+from soundclf.data.datasets import LayoutError
+from soundclf.features.encoders import WeightsError
+from soundclf.features.extraction import ExtractionError, extract_features
+from stages import feature_extraction
 from stages.download import download
-from stages.encoders import WeightsError
-from stages.extraction import ExtractionError, extract_features
 from stages.weights import fetch_weights
 from tests.conftest import REPO
 
@@ -306,7 +307,7 @@ def test_write_killed_midway_keeps_the_previous_file(tmp_path, sig):
     script = tmp_path / "slow_writer.py"
     script.write_text(
         "import sys, time\n"
-        "from stages.io import write_with\n"
+        "from soundclf.io import write_with\n"
         "def slow(tmp):\n"
         "    with open(tmp, 'w') as f:\n"
         "        f.write('{\"accur'); f.flush()\n"

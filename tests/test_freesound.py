@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from stages.audio import FeatureParams, file_features
-from stages.datasets import FreeSound, LayoutError
+from soundclf.data.audio import FeatureParams, file_features
+from soundclf.data.datasets import FreeSound, LayoutError
+from soundclf.evaluation.evaluate import classification_metrics
+from soundclf.params import ParamError
+from soundclf.table import load_rounds
 from stages.download import download
-from stages.evaluate import classification_metrics
 from stages.feature_extraction import run
 from stages.normalize import normalize
-from stages.params import ParamError
-from stages.table import load_rounds
 from tests.test_train import fit_nn, predict
 
 FREESOUND = {"valid_size": 0.2, "split_seed": 42, "repeats": 1}

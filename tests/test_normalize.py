@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.datasets import ESC50, LayoutError
+from soundclf.data.datasets import ESC50, LayoutError
+from soundclf.params import ParamError
 from stages.normalize import normalize, normalize_rounds
-from stages.params import ParamError
 from tests.conftest import separable_table
 
 

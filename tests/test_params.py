@@ -6,8 +6,8 @@ import sys
 import pytest
 import yaml
 
-from stages.datasets import ADAPTERS
-from stages.params import DATASETS, ParamError, format_value, load_params, read_yaml, validate
+from soundclf.data.datasets import ADAPTERS
+from soundclf.params import DATASETS, ParamError, format_value, load_params, read_yaml, validate
 from tests.conftest import REPO
 
 

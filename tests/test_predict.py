@@ -12,9 +12,10 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from stages import predict, trained
-from stages.audio import FeatureParams, file_features
-from stages.params import load_params
+from soundclf import trained
+from soundclf.data.audio import FeatureParams, file_features
+from soundclf.params import load_params
+from stages import predict
 
 SHORT = {"sr": 22050, "duration": 1.0, "n_fft": 1024, "hop_length": 512, "n_mels": 32,
          "cqt_bins": 36}

@@ -2,7 +2,7 @@
 
 Every line of every ```bash block of README.md and docs/*.md is read as the shell would
 split it. The params it sets with ``-S`` (``dvc exp run``, scripts/bench_pipeline.py) must
-make a valid params.yaml (known keys, valid values: stages.params' own check), the scripts
+make a valid params.yaml (known keys, valid values: soundclf.params' own check), the scripts
 and modules it runs must exist and know its ``--options``, and the files it names for
 ``dvc metrics`` must be ones dvc.yaml writes.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.params import problems, read_yaml
+from soundclf.params import problems, read_yaml
 from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

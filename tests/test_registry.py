@@ -2,7 +2,7 @@
 dvc.yaml block, with nothing else edited.
 
 A toy k-NN model is registered the way the README's developer section says, from a module
-file of its own: here in a temporary folder added to the ``stages.models`` package (fast),
+file of its own: here in a temporary folder added to the ``soundclf.models`` package (fast),
 and, marked slow, written into a copy of the project, run by the real DVC beside the
 other models, voted on by the ensemble and listed by compare.
 """
@@ -19,9 +19,11 @@ import pytest
 import yaml
 
 from scripts.bench_pipeline import copy_project
-from stages import models, params, train, train_ensemble, tune
+from soundclf import models, params
+from soundclf.evaluation import tune
+from soundclf.table import Round
+from stages import train, train_ensemble
 from stages.compare import collect, load_predictions
-from stages.table import Round
 from tests.conftest import REPO
 from tests.e2e import sh
 from tests.test_train import grouped_table
@@ -30,7 +32,7 @@ KNN_MODULE = '''"""k nearest neighbours (the ``knn`` section): a toy model for t
 
 from sklearn.neighbors import KNeighborsClassifier
 
-from stages.models import Model
+from soundclf.models import Model
 
 
 def build(params, features):
@@ -46,7 +48,7 @@ KNN_PARAMS = {"knn": {"n_neighbors": 3}, "tune": {"knn": {"n_neighbors": None}}}
 
 @pytest.fixture
 def knn_registered(tmp_path, monkeypatch):
-    """knn.py in a folder of its own, made part of the stages.models package, and its keys
+    """knn.py in a folder of its own, made part of the soundclf.models package, and its keys
     in the schema."""
     folder = tmp_path / "more_models"
     folder.mkdir()
@@ -55,7 +57,7 @@ def knn_registered(tmp_path, monkeypatch):
     for key, validator in KNN_SCHEMA.items():
         monkeypatch.setitem(params.SCHEMA, key, validator)
     yield
-    sys.modules.pop("stages.models.knn", None)
+    sys.modules.pop("soundclf.models.knn", None)
 
 
 def shipped_params() -> dict:
@@ -70,7 +72,7 @@ def test_the_registry_lists_every_model_once_in_order():
     assert list(found) == ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained", "ensemble"]
     assert [m.display for m in found.values()] == ["LinearSVC", "NN", "NN", "CNN",
                                                    "Pretrained embeddings + LogReg", "Ensemble"]
-    assert models.module_of("nn-5layer") == "stages.models.nn"
+    assert models.module_of("nn-5layer") == "soundclf.models.nn"
     assert models.get("nn-5layer") is found["nn-5layer"]
     with pytest.raises(params.ParamError, match=r"no model called 'rf' \(known: svc, "):
         models.get("rf")
@@ -90,7 +92,7 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     config["tune"]["knn"]["n_neighbors"] = [1, 5]
     config["ensemble"]["members"] = ["svc", "knn"]
     # one process: knn.py is importable here only (the __path__ added above), not in a
-    # joblib worker; the dvc test below runs it from stages/models/, in parallel
+    # joblib worker; the dvc test below runs it from soundclf/models/, in parallel
     config["tune"]["n_jobs"] = 1
     params.validate(config)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
@@ -145,7 +147,7 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     params section and schema, the dvc.yaml block; then `dvc repro`."""
     repo = tmp_path / "project"
     copy_project(repo)
-    (repo / "stages/models/knn.py").write_text(KNN_MODULE)  # 1. the module
+    (repo / "soundclf/models/knn.py").write_text(KNN_MODULE)  # 1. the module
     config = yaml.safe_load((repo / "params.yaml").read_text())  # 2. the params section
     config.update(datasets=["esc50"], knn=KNN_PARAMS["knn"])
     config["tune"]["knn"] = KNN_PARAMS["tune"]["knn"]
@@ -153,10 +155,10 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     config["features"]["n_jobs"] = 2
     config["ensemble"]["members"] = ["svc", "knn"]
     (repo / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    schema = (repo / "stages/params.py").read_text()  # ... and its schema
+    schema = (repo / "soundclf/params.py").read_text()  # ... and its schema
     anchor = '    "tune.folds": integer(2),\n'
     assert anchor in schema
-    (repo / "stages/params.py").write_text(schema.replace(anchor, (
+    (repo / "soundclf/params.py").write_text(schema.replace(anchor, (
         '    "knn.n_neighbors": integer(1),\n    "tune.knn": grid_of("knn"),\n' + anchor)))
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())  # 3. the dvc.yaml block
     block = json.loads(json.dumps(pipeline["stages"]["train-svc"]).replace("svc", "knn")
@@ -166,7 +168,7 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
         del pipeline["stages"][stage]
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     assert block["do"]["cmd"].startswith("python -m stages.train knn ")
-    assert "stages/models/knn.py" in block["do"]["deps"]
+    assert "soundclf/models/knn.py" in block["do"]["deps"]
 
     sh("git", "init", "-q", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
@@ -185,7 +187,7 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     # an edit to the new module reruns what reads it, nothing else
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "results", cwd=repo)
-    with open(repo / "stages/models/knn.py", "a") as module:
+    with open(repo / "soundclf/models/knn.py", "a") as module:
         module.write("# an edit\n")
     changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
                                                             cwd=repo))}

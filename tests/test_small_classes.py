@@ -10,18 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.datasets import ESC10, ESC50, FreeSound
-from stages.evaluate import class_probabilities, fit_predict
-from stages.folds import class_folds
-from stages.models import get
-from stages.models.fastai_base import early_stopping_rows
+from soundclf.data.datasets import ESC10, ESC50, FreeSound
+from soundclf.evaluation.evaluate import class_probabilities, fit_predict
+from soundclf.evaluation.folds import class_folds
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.tune import inner_folds
+from soundclf.models import get
+from soundclf.models.fastai_base import early_stopping_rows
+from soundclf.table import Round
 from stages.normalize import untrained_classes
-from stages.probabilities import TrainingError
-from stages.table import Round
 from stages.train import fit_round, probabilities_table
 from stages.train_ensemble import MemberRound
 from stages.train_ensemble import fit_round as fit_ensemble
-from stages.tune import inner_folds
 from tests.test_train import PARAMS
 from tests.test_tune import TUNE
 
@@ -110,7 +110,7 @@ def test_a_class_all_in_one_fold_is_kept_in_training_and_named(capsys, monkeypat
     forced on the first cut), the class moves to every training side and the cut is redone."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    import stages.folds
+    import soundclf.evaluation.folds
 
     table = uneven_table({"a": 12, "b": 12, "c": 12, "pair": 6}, per_recording=2)  # 3 each
     labels, groups = table["label"].to_numpy(), table["src_file"].to_numpy()
@@ -130,7 +130,7 @@ def test_a_class_all_in_one_fold_is_kept_in_training_and_named(capsys, monkeypat
                     valid = np.concatenate([valid, pair])
                 yield np.setdiff1d(np.arange(len(y)), valid), np.sort(valid)
 
-    monkeypatch.setattr(stages.folds, "StratifiedGroupKFold", FirstCutLumpsPair)
+    monkeypatch.setattr(soundclf.evaluation.folds, "StratifiedGroupKFold", FirstCutLumpsPair)
     folds = class_folds(labels, groups, 3, 0, param="tune.folds",
                         where="round fold5")
     assert capsys.readouterr().out == (

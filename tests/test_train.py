@@ -14,11 +14,11 @@ from dvclive import Live
 from fastai.tabular.all import Adam, Callback, DataLoader, GradientClip, trainable_params
 from sklearn.preprocessing import StandardScaler
 
-from stages.evaluate import classification_metrics
-from stages.models import get
-from stages.models.fastai_base import Rows, early_stopping_rows
-from stages.probabilities import TrainingError
-from stages.table import InputsError, Round, load_rounds, recording_groups
+from soundclf.evaluation.evaluate import classification_metrics
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.models import get
+from soundclf.models.fastai_base import Rows, early_stopping_rows
+from soundclf.table import InputsError, Round, load_rounds, recording_groups
 from stages.train import read_scaler
 from tests.conftest import REPO, separable_table
 
@@ -226,8 +226,8 @@ def test_early_stopping_set_on_too_few_clips_per_class_is_still_stratified(capsy
 
 
 def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_path):
-    from stages.audio import FeatureParams, feature_names
-    from stages.models.svc import BlockWeights
+    from soundclf.data.audio import FeatureParams, feature_names
+    from soundclf.models.svc import BlockWeights
 
     names = feature_names(FeatureParams())
     rng = np.random.default_rng(0)
@@ -253,7 +253,7 @@ def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_
 def real_shaped(n_clips: int = 150, n_classes: int = 10, seed: int = 0) -> pd.DataFrame:
     """Fewer clips than the 2,474 features, overlapping classes (not separable), blocks of
     correlated columns: a standardized table shaped like real ESC-10 features."""
-    from stages.audio import FeatureParams, feature_names
+    from soundclf.data.audio import FeatureParams, feature_names
 
     names = feature_names(FeatureParams())
     rng = np.random.default_rng(seed)

@@ -12,14 +12,14 @@ import yaml
 from sklearn.base import BaseEstimator
 from sklearn.svm import LinearSVC
 
+from soundclf.evaluation import tune as tune_module
+from soundclf.evaluation.evaluate import class_probabilities
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.tune import inner_folds, search
+from soundclf.models import get
+from soundclf.params import ParamError, validate, with_values
+from soundclf.table import Round
 from stages import train
-from stages import tune as tune_module
-from stages.evaluate import class_probabilities
-from stages.models import get
-from stages.params import ParamError, validate, with_values
-from stages.probabilities import TrainingError
-from stages.table import Round
-from stages.tune import inner_folds, search
 from tests.conftest import REPO, separable_table
 from tests.test_train import PARAMS
 

@@ -1,7 +1,7 @@
 """Computing something of every clip in parallel batches, with a per-clip cache.
 
 What the `feature-extraction`, `spectrograms` and `embeddings` stages share. A recipe (the
-2,474 features, stages.audio.FeatureParams; a log-mel spectrogram, LogMelParams; a clip's
+2,474 features, soundclf.data.audio.FeatureParams; a log-mel spectrogram, LogMelParams; a clip's
 windows for a pretrained encoder, stages.embeddings.Windows) says how a clip is loaded
 (``sr``, ``duration``) and computed (``compute``). Clips are computed in
 batches of ``features.batch_size`` by ``features.n_jobs`` parallel workers, on this
@@ -28,10 +28,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from stages.archive import sha256sum
-from stages.audio import FeatureParams, Recipe, feature_names, load_clip
-from stages.datasets import adapter_for
-from stages.io import write_with
+from soundclf.data.archive import sha256sum
+from soundclf.data.audio import FeatureParams, Recipe, feature_names, load_clip
+from soundclf.data.datasets import adapter_for
+from soundclf.io import write_with
 
 
 class ExtractionError(RuntimeError):

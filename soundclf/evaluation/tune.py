@@ -28,7 +28,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from stages.evaluate import (
+from soundclf.evaluation.evaluate import (
     RoundResult,
     Scores,
     fit_predict,
@@ -36,11 +36,11 @@ from stages.evaluate import (
     predictions_table,
     round_classes,
 )
-from stages.folds import class_folds
-from stages.models import Model
-from stages.params import with_values
-from stages.probabilities import TrainingError
-from stages.table import Round
+from soundclf.evaluation.folds import class_folds
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.models import Model
+from soundclf.params import with_values
+from soundclf.table import Round
 
 
 def inner_folds(train: pd.DataFrame, n_folds: int, seed: int, where: str = "the training part"
@@ -48,7 +48,7 @@ def inner_folds(train: pd.DataFrame, n_folds: int, seed: int, where: str = "the 
     """Validation masks over the training clips: their official folds, or stratified folds.
 
     Stratified folds (``tune.folds``) keep a class with fewer clips than folds in training
-    only (stages.folds).
+    only (soundclf.evaluation.folds).
     """
     if "fold" in train:
         return {f"fold{f}": (train["fold"] == f).to_numpy() for f in sorted(train["fold"].unique())}
@@ -100,8 +100,8 @@ def fit_folds(model: Model, tasks: list[tuple[dict, Round]], n_jobs: int, desc: 
 def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     """The params with the model's best values in this round, and what to record of it.
 
-    Every candidate is trained and scored by :func:`stages.evaluate.fit_predict` on each
-    inner fold, ``tune.n_jobs`` fits at a time. With no candidates listed the params are
+    Every candidate is trained and scored by :func:`soundclf.evaluation.evaluate.fit_predict`
+    on each inner fold, ``tune.n_jobs`` fits at a time. With no candidates listed the params are
     returned unchanged.
     """
     tuned, chosen, _ = search_folds(model, params, rnd)

@@ -22,7 +22,7 @@ import yaml
 PARAMS_FILE = "params.yaml"
 SCALERS = ("none", "standard", "minmax", "robust")
 CLASS_WEIGHTS = ("none", "balanced")
-COMBINATIONS = ("weighted", "vote")  # ensemble.combine (stages.models.ensemble)
+COMBINATIONS = ("weighted", "vote")  # ensemble.combine (soundclf.models.ensemble)
 METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")  # every model's scores
 
 # A validator returns what is wrong with a value, or None when it is fine.
@@ -109,7 +109,7 @@ def n_jobs(v: Any) -> str | None:
 
 
 def members(v: Any) -> str | None:
-    """Names checked against the model registry (stages.models) when the ensemble is built."""
+    """Names checked against the model registry (soundclf.models) when the ensemble is built."""
     ok = (isinstance(v, list) and len(v) >= 2 and all(isinstance(m, str) for m in v)
           and len(set(v)) == len(v))
     return None if ok else (
@@ -218,7 +218,7 @@ SCHEMA: dict[str, Validator] = {
     "cnn.training.device": one_of("auto", "cpu", "cuda"),
     "weights.aisfx.url": location,
     "weights.aisfx.sha256": sha256_digest,  # the checkpoint's, always checked
-    "embeddings.encoder": one_of("aisfx"),  # stages.encoders.ENCODERS
+    "embeddings.encoder": one_of("aisfx"),  # soundclf.features.encoders.ENCODERS
     "embeddings.hop": lambda v: None if _is_number(v) and 0.01 <= v <= 1 else (
         "must be a fraction of a window from 0.01 to 1"),
     "embeddings.pooling": lambda v: None if isinstance(v, list) and v and len(set(v)) == len(

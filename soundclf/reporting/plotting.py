@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from stages.io import write_with  # noqa: E402
+from soundclf.io import write_with  # noqa: E402
 
 
 def comparison_chart(rows: pd.DataFrame, out: Path) -> None:

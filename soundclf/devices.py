@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from stages.params import ParamError
+from soundclf.params import ParamError
 
 
 def torch_device(name: str, key: str) -> torch.device:

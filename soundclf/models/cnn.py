@@ -7,7 +7,7 @@ log-mel spectrogram (stages.spectrograms), standardized per mel band on the trai
 clips, through ``len(channels)`` blocks of 3x3 convolution, batch norm, ReLU and 2x2
 max pooling, then average and max pooling over what is left of time and frequency,
 dropout (``dropout``) and a linear layer. Trained by fastai one-cycle like the MLPs
-(stages.models.fastai_base), with the augmentations that matter for small audio sets,
+(soundclf.models.fastai_base), with the augmentations that matter for small audio sets,
 drawn anew for every batch from torch's seeded generator:
 
 - a random circular shift in time of up to ``shift`` of the clip (sounds start
@@ -26,9 +26,9 @@ import torch
 from fastai.tabular.all import Callback, MixUp
 from torch import nn
 
-from stages.devices import torch_device
-from stages.models import Model
-from stages.models.fastai_base import FastaiClassifier
+from soundclf.devices import torch_device
+from soundclf.models import Model
+from soundclf.models.fastai_base import FastaiClassifier
 
 
 class SpecAugment(Callback):

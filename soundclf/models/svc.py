@@ -13,8 +13,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
-from stages.models import Model
-from stages.table import block_of
+from soundclf.models import Model
+from soundclf.table import block_of
 
 
 class BlockWeights(TransformerMixin, BaseEstimator):

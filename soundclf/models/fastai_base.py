@@ -43,8 +43,8 @@ from fastai.torch_core import norm_bias_params
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 
-from stages.folds import class_folds
-from stages.probabilities import TrainingError
+from soundclf.evaluation.folds import class_folds
+from soundclf.evaluation.probabilities import TrainingError
 
 
 class NaNGuard(Callback):
@@ -76,7 +76,7 @@ def early_stopping_rows(labels, groups, fraction: float, seed: int,
     """Positions of a stratified validation set for early stopping among training clips.
 
     Clips cut from one recording (``groups``: ``src_file``, ESC-50) stay on one side, or it
-    would leak; a class with a single recording stays in training (stages.folds).
+    would leak; a class with a single recording stays in training (soundclf.evaluation.folds).
     """
     n_splits = max(2, round(1 / fraction))
     folds = class_folds(labels, groups, n_splits, seed, keep_below=2,

@@ -27,10 +27,10 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from stages.io import write_json, write_with
-from stages.params import METRICS
-from stages.probabilities import TrainingError
-from stages.table import Round, load_rounds, recording_groups
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.io import write_json, write_with
+from soundclf.params import METRICS
+from soundclf.table import Round, load_rounds, recording_groups
 
 
 def classification_metrics(actual, predicted) -> dict[str, float]:
@@ -88,7 +88,7 @@ class RoundResult:
     extra: dict[str, Any] = field(default_factory=dict)  # numbers, or what tune chose
     # each validation clip's probability of every class of the round (class_probabilities)
     probabilities: np.ndarray | None = None
-    # the training clips' out-of-fold probabilities (stages.tune.out_of_fold), if computed
+    # the training clips' out-of-fold probabilities (tune.out_of_fold), if computed
     oof: pd.DataFrame | None = None
 
 

@@ -17,7 +17,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from stages.table import BLOCKS
+from soundclf.table import BLOCKS
 
 
 @dataclass(frozen=True)

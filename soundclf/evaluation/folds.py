@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from stages.probabilities import TrainingError
+from soundclf.evaluation.probabilities import TrainingError
 
 
 def names(classes: Sequence) -> str:

@@ -3,10 +3,10 @@
 A model family is one module here (``svc.py``, ``nn.py``, ``pretrained.py``...) with a
 ``MODELS`` list of :class:`Model`. A model's name is its family's module name, or that
 name and a suffix after a dash (``nn-2layer`` is in ``nn.py``), so a stage can load the
-one module it needs: ``get("svc")`` imports ``stages/models/svc.py`` and nothing else.
+one module it needs: ``get("svc")`` imports ``soundclf/models/svc.py`` and nothing else.
 
 Adding a model (see the README's developer section): its module here, its section in
-params.yaml and its keys in ``stages/params.py``'s SCHEMA, and a ``train-<name>`` block
+params.yaml and its keys in ``soundclf/params.py``'s SCHEMA, and a ``train-<name>`` block
 in dvc.yaml running ``python -m stages.train <name>``.
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stages.params import ParamError
-from stages.params import get as get_param
+from soundclf.params import ParamError
+from soundclf.params import get as get_param
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Model:
     ``build(params, features)`` returns an unfitted scikit-learn-compatible classifier
     (``fit``, ``predict``; ``predict_proba`` where it has one) for the feature columns
     ``features``, reading only the keys in ``params``. ``fit`` may also take ``groups``,
-    ``watch`` and ``live`` (stages.evaluate.fit_predict).
+    ``watch`` and ``live`` (soundclf.evaluation.evaluate.fit_predict).
     """
 
     name: str  # as in paths and stage names: train-<name>, metrics/<dataset>/<name>.json
@@ -60,7 +60,7 @@ class Model:
 
 
 def module_of(name: str) -> str:
-    """The module that defines model ``name``: ``stages.models.nn`` for ``nn-2layer``."""
+    """The module that defines model ``name``: ``soundclf.models.nn`` for ``nn-2layer``."""
     return f"{__name__}.{name.split('-', 1)[0]}"
 
 

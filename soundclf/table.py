@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.io import write_with
+from soundclf.io import write_with
 
 BLOCKS = ("stft", "mel", "cqt")  # the feature blocks, in column order
 PREFIX = "p_"  # a probabilities table's class columns: p_<class> (stages.train)

@@ -4,7 +4,8 @@ weights learned on clips the members did not train on.
 Every model stage writes the class probabilities its model gives in each evaluation round
 (stages.train ``--probabilities``): the validation clips' from the round's model, and the
 training clips' out of fold, each from a model trained without the clip's inner fold
-(stages.tune.out_of_fold). A :class:`Combination` of ``ensemble.members`` is fitted on a
+(soundclf.evaluation.tune.out_of_fold).
+A :class:`Combination` of ``ensemble.members`` is fitted on a
 round's out-of-fold rows only and applied to its validation rows, so the validation part
 never teaches it anything. ``ensemble.combine``:
 
@@ -27,9 +28,9 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from stages import models
-from stages.params import ParamError
-from stages.probabilities import TrainingError, check_probabilities
+from soundclf import models
+from soundclf.evaluation.probabilities import TrainingError, check_probabilities
+from soundclf.params import ParamError
 
 EPS = 1e-12  # probabilities are clipped here before their log: a 0 costs log(EPS)
 L2 = 1e-4  # on the weights: identical members get identical weights

@@ -19,7 +19,7 @@ spectrogram), and the audio as recorded unless asked to peak-normalize it as the
 does (``embeddings.peak_normalize``; as recorded scored better on ESC-50: README).
 
 Adding an encoder: its module and front end here, an entry in :data:`ENCODERS`, its
-``weights.<name>`` section in params.yaml (URL and SHA-256), and in stages/params.py's
+``weights.<name>`` section in params.yaml (URL and SHA-256), and in soundclf/params.py's
 SCHEMA those keys and its name among ``embeddings.encoder``'s values.
 """
 
@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stages.archive import sha256sum
-from stages.params import ParamError
+from soundclf.data.archive import sha256sum
+from soundclf.params import ParamError
 
 
 class WeightsError(ValueError):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.table import PREFIX
+from soundclf.table import PREFIX
 
 
 class TrainingError(RuntimeError):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from stages.params import ParamError, check, get
+from soundclf.params import ParamError, check, get
 
 
 class LayoutError(ValueError):

@@ -6,7 +6,7 @@ stages (each declares that section whole) while ``nn.layers`` reruns only the fi
 
 The target is always categorical (a class index per label): fastai would otherwise make
 an integer label a one-output regression, which is how the original FreeSound run
-collapsed to a single class. Training, early stopping and curves: stages.models.fastai_base.
+collapsed to a single class. Training, early stopping and curves: soundclf.models.fastai_base.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from fastai.tabular.all import TabularModel, tabular_config
 
-from stages.models import Model, architecture_of
-from stages.models.fastai_base import FastaiClassifier
+from soundclf.models import Model, architecture_of
+from soundclf.models.fastai_base import FastaiClassifier
 
 
 class TabularNN(FastaiClassifier):

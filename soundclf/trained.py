@@ -19,9 +19,9 @@ from typing import Any
 
 import joblib
 
-from stages.archive import sha256sum
-from stages.io import write_with
-from stages.params import get as get_param
+from soundclf.data.archive import sha256sum
+from soundclf.io import write_with
+from soundclf.params import get as get_param
 
 # the params a kind of inputs is computed from audio with ({encoder}: embeddings.encoder)
 INPUT_PARAMS = {
@@ -60,7 +60,7 @@ def input_settings(inputs: str, params: dict) -> dict:
 
 @dataclass
 class Trained:
-    model: str  # its name in the registry (stages.models)
+    model: str  # its name in the registry (soundclf.models)
     estimator: Any
     classes: list[str]  # sorted: the columns of its probabilities
     inputs: str  # features | spectrograms | embeddings | probabilities (the ensemble)

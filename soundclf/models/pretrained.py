@@ -2,7 +2,7 @@
 `embeddings` stage, whose ``embeddings`` section names the encoder).
 
 Every other model learns what to listen for from the training clips alone. This one reads
-what a network trained on large sound libraries hears in each clip (stages.encoders: by
+what a network trained on large sound libraries hears in each clip (soundclf.features.encoders: by
 default 768 values per 2.3 s window from aisfx's last two blocks, their mean and maximum
 over the clip's windows), standardized on the training clips, through a multinomial
 logistic regression (``C``: inverse L2 strength; ``class_weight``; lbfgs for up to
@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stages.models import Model
+from soundclf.models import Model
 
 
 def build(params: dict, features: list[str]) -> Pipeline:
