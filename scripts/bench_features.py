@@ -25,8 +25,11 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from soundclf.data.audio import FeatureParams, feature_names  # noqa: E402
-from soundclf.features.extraction import extract_features  # noqa: E402
+from soundclf.features.summary import (  # noqa: E402
+    FeatureParams,
+    extract_features,  # noqa: E402
+    feature_names,
+)
 
 
 def naive_features(path: str) -> np.ndarray:

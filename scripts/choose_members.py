@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from soundclf.evaluation.members import MemberRound, inner_accuracy, load_members  # noqa: E402
 from soundclf.models.ensemble import Combination  # noqa: E402
 from soundclf.table import PREFIX  # noqa: E402
-from stages.train_ensemble import MemberRound, inner_accuracy, load_members  # noqa: E402
 
 
 def first_folds(rnd: MemberRound, n: int | None) -> MemberRound:

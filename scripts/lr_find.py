@@ -23,9 +23,9 @@ from fastai.callback.schedule import minimum, steep, valley  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from soundclf import models  # noqa: E402
+from soundclf.evaluation.rounds import load_rounds, recording_groups  # noqa: E402
 from soundclf.io import write_json, write_with  # noqa: E402
 from soundclf.params import load_params  # noqa: E402
-from soundclf.table import load_rounds, recording_groups  # noqa: E402
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 estimator, its classes (the columns of its probabilities), and how its inputs are computed
 from audio: the params they were made with when it was trained (``settings``, the keys of
 :data:`INPUT_PARAMS`, which its stage declares), and for the feature models the scaler of
-the same round. ``stages.predict`` reads it; params.yaml as it is today plays no part.
+the same round. ``predict`` reads it; params.yaml as it is today plays no part.
 
 The ensemble's holds no inputs of its own: its members' SHA-256 of the probabilities it
 learned from, which their own files record of the probabilities they wrote, so that a

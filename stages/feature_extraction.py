@@ -25,53 +25,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from soundclf.data.audio import FeatureParams, feature_names
 from soundclf.data.datasets import LayoutError
-from soundclf.features.extraction import ExtractionError, FeatureCache, compute_dataset
-from soundclf.io import write_json, write_with
+from soundclf.features.extraction import ExtractionError
+from soundclf.features.summary import write_features
 from soundclf.params import ParamError, load_params
-
-WRITE_CHUNK = 512  # clips per parquet row group
-
-
-def write_table(dest: Path, meta: pd.DataFrame, keys: list[str], cache: FeatureCache,
-                names: list[str]) -> None:
-    """Write metadata and cached features as parquet, ``WRITE_CHUNK`` rows at a time."""
-    def write(tmp: Path) -> None:
-        writer = None
-        for start in range(0, len(meta), WRITE_CHUNK):
-            rows = meta.iloc[start:start + WRITE_CHUNK].reset_index(drop=True)
-            values = np.stack([cache.get(k) for k in keys[start:start + WRITE_CHUNK]])
-            chunk = pa.Table.from_pandas(
-                pd.concat([rows, pd.DataFrame(values, columns=names)], axis=1),
-                preserve_index=False,
-            )
-            writer = writer or pq.ParquetWriter(tmp, chunk.schema)
-            writer.write_table(chunk)
-        if writer:
-            writer.close()
-
-    write_with(dest, write)
-
-
-def run(dataset: str, raw_dir: Path, params: dict, out: Path, metrics: Path,
-        skipped_csv: Path, cache_dir: Path) -> pd.DataFrame:
-    """The whole stage; returns the table of skipped clips (``filename``, ``error``)."""
-    settings = params["features"]
-    fp = FeatureParams.from_params(settings)
-    done = compute_dataset(dataset, raw_dir, fp, cache_dir, settings)
-    write_table(out, done.meta.iloc[done.kept], [done.keys[i] for i in done.kept], done.cache,
-                feature_names(fp))
-    skipped = pd.DataFrame({"filename": done.skipped(),
-                            "error": [done.errors[i] for i in sorted(done.errors)]})
-    write_with(skipped_csv, lambda tmp: skipped.to_csv(tmp, index=False))
-    write_json(metrics, {"clips": len(done.kept), "skipped": len(skipped)})
-    return skipped
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, required=True, help="per-clip feature cache")
     args = parser.parse_args(argv)
     try:
-        skipped = run(args.dataset, args.raw_dir, load_params(), args.out, args.metrics,
+        skipped = write_features(args.dataset, args.raw_dir, load_params(), args.out, args.metrics,
                       args.skipped, args.cache)
     except (ExtractionError, LayoutError, ParamError) as exc:
         sys.exit(f"feature-extraction {args.dataset}: {exc}")

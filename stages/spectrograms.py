@@ -17,21 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from soundclf.data.audio import LogMelParams
 from soundclf.data.datasets import LayoutError
-from soundclf.features.extraction import ExtractionError, compute_dataset
+from soundclf.features.extraction import ExtractionError
+from soundclf.features.spectrograms import write_spectrograms
 from soundclf.params import ParamError, load_params
-from soundclf.table import save_inputs
-
-
-def run(dataset: str, raw_dir: Path, params: dict, out: Path, cache_dir: Path) -> list[str]:
-    """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
-    recipe = LogMelParams.from_params(params["spectrograms"])
-    done = compute_dataset(dataset, raw_dir, recipe, cache_dir, params["features"])
-    save_inputs(out, done.filenames(), np.stack(done.values()).astype(np.float16))
-    return done.skipped()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, required=True, help="per-clip cache")
     args = parser.parse_args(argv)
     try:
-        skipped = run(args.dataset, args.raw_dir, load_params(), args.out, args.cache)
+        skipped = write_spectrograms(args.dataset, args.raw_dir, load_params(), args.out,
+                                     args.cache)
     except (ExtractionError, LayoutError, ParamError) as exc:
         sys.exit(f"spectrograms {args.dataset}: {exc}")
     for name in skipped:

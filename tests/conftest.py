@@ -16,7 +16,7 @@ from scripts.make_demo_data import (
     write_esc50_zip,
     write_freesound_zips,
 )
-from soundclf.data.audio import FeatureParams, feature_names
+from soundclf.features.summary import FeatureParams, feature_names
 
 REPO = Path(__file__).resolve().parents[1]
 

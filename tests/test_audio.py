@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from scripts.bench_features import naive_features as reference_features
-from soundclf.data.audio import FeatureParams, feature_names, file_features, load_clip
-from soundclf.features.extraction import ExtractionError, extract_features
+from soundclf.data.audio import load_clip
+from soundclf.features.extraction import ExtractionError
+from soundclf.features.summary import FeatureParams, extract_features, feature_names, file_features
 from soundclf.table import feature_columns
 
 FP = FeatureParams()

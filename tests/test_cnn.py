@@ -11,14 +11,14 @@ import pytest
 import torch
 import yaml
 
-from soundclf.data.audio import LogMelParams
 from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.rounds import Round
+from soundclf.features.spectrograms import LogMelParams, write_spectrograms
 from soundclf.models import get
 from soundclf.models.cnn import SpectrogramCNN
 from soundclf.params import ParamError
-from soundclf.table import Round, load_inputs
+from soundclf.table import load_inputs
 from stages import train
-from stages.spectrograms import run
 from tests.conftest import REPO
 
 FEATURES_EXEC = {"n_jobs": 1, "batch_size": 4, "backend": "local", "scheduler": None,
@@ -36,7 +36,8 @@ def test_spectrograms_match_a_direct_librosa_computation(esc50_zip, tmp_path):
     csv.write_text("\n".join(csv.read_text().splitlines()[:13]) + "\n")  # 12 clips
     section = {"sr": 22050, "duration": 5.0, "n_fft": 1024, "hop_length": 512, "n_mels": 64}
     params = {"spectrograms": section, "features": FEATURES_EXEC}
-    assert run("esc50", tmp_path / "raw", params, tmp_path / "s.npz", tmp_path / "c") == []
+    assert write_spectrograms("esc50", tmp_path / "raw", params, tmp_path / "s.npz",
+                              tmp_path / "c") == []
     rows, values = load_inputs(tmp_path / "s.npz")
     meta = pd.read_csv(tmp_path / "raw/ESC-50-master/meta/esc50.csv")
     assert list(rows) == list(meta["filename"]) and values.dtype == np.float16

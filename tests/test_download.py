@@ -12,7 +12,7 @@ import pytest
 from soundclf.data import archive
 from soundclf.data.archive import DownloadError, extract, fetch
 from soundclf.data.datasets import LayoutError
-from stages.download import download
+from soundclf.data.download import download
 
 
 def params_for(url, sha256=None):

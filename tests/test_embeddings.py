@@ -20,6 +20,7 @@ from scripts.aisfx_reference import reference_clip, write_wav
 from scripts.make_demo_data import write_demo_weights
 from soundclf.data.archive import DownloadError, sha256sum
 from soundclf.data.audio import load_clip
+from soundclf.features.embeddings import Windows, embed, pool
 from soundclf.features.encoders import (
     ENCODERS,
     Cnn9,
@@ -28,9 +29,8 @@ from soundclf.features.encoders import (
     load_network,
     verify_checkpoint,
 )
+from soundclf.features.weights import fetch_weights
 from soundclf.params import SCHEMA, load_params
-from stages.embeddings import Windows, embed, pool
-from stages.weights import fetch_weights
 from tests.conftest import REPO
 
 REFERENCE = REPO / "tests/data/aisfx_reference.npz"

@@ -19,11 +19,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from soundclf.evaluation.probabilities import TrainingError, check_probabilities
+from soundclf.evaluation.rounds import Round
+from soundclf.evaluation.train import fit_round, probabilities_table
 from soundclf.models import Model
 from soundclf.models.ensemble import L2, Combination, fit_weights, pool_loss
-from soundclf.table import Round
 from stages import ensemble_member, train_ensemble
-from stages.train import fit_round, probabilities_table
 from tests.conftest import REPO
 from tests.test_tune import TUNE
 

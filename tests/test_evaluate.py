@@ -6,18 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from soundclf.evaluation.evaluate import (
-    METRICS,
-    RoundResult,
+from soundclf.evaluation.fit import class_probabilities, train_rounds
+from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.rounds import Round, RoundResult, load_rounds
+from soundclf.evaluation.scores import (
     Scores,
     check_not_collapsed,
-    class_probabilities,
     classification_metrics,
-    train_rounds,
     write_results,
 )
-from soundclf.evaluation.probabilities import TrainingError
-from soundclf.table import Round, load_rounds
+from soundclf.params import METRICS
 from tests.conftest import separable_table
 
 

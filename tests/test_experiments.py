@@ -1,5 +1,5 @@
 """End to end on ESC-50 alone, in this order: `dvc exp run` of the CNN joining the
-ensemble, `stages.predict` on what the project trained, `dvc exp run` of cross-validation
+ensemble, `soundclf.predict` on what the project trained, `dvc exp run` of cross-validation
 and of the documented search.
 
 A project of its own (the real dvc.yaml, `datasets: [esc50]`, the synthetic 4-class
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.predict import main as predict
+from soundclf.predict import main as predict
 from tests.conftest import REPO
 from tests.e2e import MODELS, committed_project, sh, small_training
 
@@ -62,7 +62,7 @@ def test_exp_run_adds_the_cnn_for_a_dataset(project):
 
 
 def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys, monkeypatch):
-    """stages.predict on the validation clips' audio gives the labels each model's stage
+    """soundclf.predict on the validation clips' audio gives the labels each model's stage
     gave them: a feature model, an NN, the pretrained model, the CNN and the ensemble of
     the two (the experiment before), with the settings recorded in their files; params.yaml,
     edited meanwhile, plays no part. The ensemble's as a user runs it, in a process of its
@@ -83,7 +83,7 @@ def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys, 
             clips = [str(audio / f) for f in stage["filename"]]
             out = repo / f"predicted/{model}.csv"
             if model == "ensemble":
-                sh(sys.executable, "-m", "stages.predict", "esc50", model, *clips,
+                sh(sys.executable, "-m", "soundclf", "predict", "esc50", model, *clips,
                    "--csv", str(out), cwd=repo)
             else:
                 predict(["esc50", model, *clips, "--csv", str(out)])

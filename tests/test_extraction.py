@@ -13,9 +13,15 @@ import pytest
 from distributed import LocalCluster
 
 from scripts.bench_features import naive_features as reference_features
-from soundclf.data.audio import FeatureParams, batch_features, feature_names, load_clip
-from soundclf.features.extraction import ExtractionError, extract_features
-from stages.feature_extraction import run
+from soundclf.data.audio import load_clip
+from soundclf.features.extraction import ExtractionError
+from soundclf.features.summary import (
+    FeatureParams,
+    batch_features,
+    extract_features,
+    feature_names,
+    write_features,
+)
 from tests.conftest import REPO, assert_features_equal
 
 FP = FeatureParams()
@@ -47,7 +53,7 @@ def test_batch_rows_equal_one_clip_computation(wav):
 def stage(raw, tmp_path, name, capsys, **features):
     out = tmp_path / name
     out.mkdir(exist_ok=True)
-    run("esc50", raw, params(**features), out / "f.parquet", out / "f.json",
+    write_features("esc50", raw, params(**features), out / "f.parquet", out / "f.json",
         out / "skipped.csv", tmp_path / "cache")
     return pd.read_parquet(out / "f.parquet"), capsys.readouterr().out
 

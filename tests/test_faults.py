@@ -28,13 +28,13 @@ from scripts.bench_features import naive_features as reference_features
 from scripts.make_demo_data import write_demo_weights
 from soundclf.data import archive
 from soundclf.data.archive import DownloadError, _download
-from soundclf.data.audio import FeatureParams
 from soundclf.data.datasets import LayoutError
+from soundclf.data.download import download
 from soundclf.features.encoders import WeightsError
-from soundclf.features.extraction import ExtractionError, extract_features
+from soundclf.features.extraction import ExtractionError
+from soundclf.features.summary import FeatureParams, extract_features
+from soundclf.features.weights import fetch_weights
 from stages import feature_extraction
-from stages.download import download
-from stages.weights import fetch_weights
 from tests.conftest import REPO
 
 FP = FeatureParams()

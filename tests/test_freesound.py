@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from soundclf.data.audio import FeatureParams, file_features
 from soundclf.data.datasets import FreeSound, LayoutError
-from soundclf.evaluation.evaluate import classification_metrics
+from soundclf.data.download import download
+from soundclf.evaluation.rounds import load_rounds
+from soundclf.evaluation.scores import classification_metrics
+from soundclf.features.scaling import normalize
+from soundclf.features.summary import FeatureParams, file_features, write_features
 from soundclf.params import ParamError
-from soundclf.table import load_rounds
-from stages.download import download
-from stages.feature_extraction import run
-from stages.normalize import normalize
 from tests.test_train import fit_nn, predict
 
 FREESOUND = {"valid_size": 0.2, "split_seed": 42, "repeats": 1}
@@ -42,8 +41,8 @@ def raw(freesound_zips, tmp_path_factory):
 @pytest.fixture(scope="module")
 def features(raw, freesound_zips, tmp_path_factory):
     out = tmp_path_factory.mktemp("features")
-    skipped = run("freesound", raw[0], freesound_params(*freesound_zips), out / "f.parquet",
-                  out / "f.json", out / "skipped.csv", out / "cache")
+    skipped = write_features("freesound", raw[0], freesound_params(*freesound_zips),
+                             out / "f.parquet", out / "f.json", out / "skipped.csv", out / "cache")
     assert skipped.empty
     return pd.read_parquet(out / "f.parquet")
 

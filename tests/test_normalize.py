@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from soundclf.data.datasets import ESC50, LayoutError
+from soundclf.features.scaling import normalize, normalize_rounds
 from soundclf.params import ParamError
-from stages.normalize import normalize, normalize_rounds
 from tests.conftest import separable_table
 
 

@@ -1,4 +1,4 @@
-"""stages.predict: a trained model's file applied to recordings, from their audio alone.
+"""soundclf.predict: a trained model's file applied to recordings, from their audio alone.
 
 That it gives the labels each model's own stage gave (every family, the ensemble
 included) is tested end to end in test_experiments; here, what it computes and its errors.
@@ -12,10 +12,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from soundclf import trained
-from soundclf.data.audio import FeatureParams, file_features
+from soundclf import predict, trained
+from soundclf.features.summary import FeatureParams, file_features
 from soundclf.params import load_params
-from stages import predict
 
 SHORT = {"sr": 22050, "duration": 1.0, "n_fft": 1024, "hop_length": 512, "n_mels": 32,
          "cqt_bins": 36}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from soundclf.__main__ import COMMANDS
 from soundclf.params import problems, read_yaml
 from tests.conftest import REPO
 
@@ -73,6 +74,9 @@ def source_of(words: list[str]) -> Path | None:
     if words[0] in ("python", "python3") and len(words) > 2 and words[1] == "-m":
         if words[2] in OTHER_MODULES:
             return None
+        if words[2] == "soundclf":  # a user command: python -m soundclf COMMAND
+            assert len(words) > 3 and words[3] in COMMANDS, f"no soundclf command in {words}"
+            return Path(COMMANDS[words[3]].__file__)
         return REPO / (words[2].replace(".", "/") + ".py")
     if words[0] in ("python", "python3") and len(words) > 1 and words[1].endswith(".py"):
         return REPO / words[1]

@@ -21,9 +21,9 @@ import yaml
 from scripts.bench_pipeline import copy_project
 from soundclf import models, params
 from soundclf.evaluation import tune
-from soundclf.table import Round
+from soundclf.evaluation.rounds import Round
+from soundclf.reporting.compare import collect, load_predictions
 from stages import train, train_ensemble
-from stages.compare import collect, load_predictions
 from tests.conftest import REPO
 from tests.e2e import sh
 from tests.test_train import grouped_table

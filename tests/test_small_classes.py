@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 
 from soundclf.data.datasets import ESC10, ESC50, FreeSound
-from soundclf.evaluation.evaluate import class_probabilities, fit_predict
+from soundclf.evaluation.fit import class_probabilities, fit_predict
 from soundclf.evaluation.folds import class_folds
+from soundclf.evaluation.members import MemberRound
+from soundclf.evaluation.members import fit_round as fit_ensemble
 from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.rounds import Round
+from soundclf.evaluation.train import fit_round, probabilities_table
 from soundclf.evaluation.tune import inner_folds
+from soundclf.features.scaling import untrained_classes
 from soundclf.models import get
 from soundclf.models.fastai_base import early_stopping_rows
-from soundclf.table import Round
-from stages.normalize import untrained_classes
-from stages.train import fit_round, probabilities_table
-from stages.train_ensemble import MemberRound
-from stages.train_ensemble import fit_round as fit_ensemble
 from tests.test_train import PARAMS
 from tests.test_tune import TUNE
 

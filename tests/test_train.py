@@ -14,12 +14,13 @@ from dvclive import Live
 from fastai.tabular.all import Adam, Callback, DataLoader, GradientClip, trainable_params
 from sklearn.preprocessing import StandardScaler
 
-from soundclf.evaluation.evaluate import classification_metrics
 from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.rounds import Round, load_rounds, recording_groups
+from soundclf.evaluation.scores import classification_metrics
+from soundclf.evaluation.train import read_scaler
 from soundclf.models import get
 from soundclf.models.fastai_base import Rows, early_stopping_rows
-from soundclf.table import InputsError, Round, load_rounds, recording_groups
-from stages.train import read_scaler
+from soundclf.table import InputsError
 from tests.conftest import REPO, separable_table
 
 PARAMS = {
@@ -226,7 +227,7 @@ def test_early_stopping_set_on_too_few_clips_per_class_is_still_stratified(capsy
 
 
 def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_path):
-    from soundclf.data.audio import FeatureParams, feature_names
+    from soundclf.features.summary import FeatureParams, feature_names
     from soundclf.models.svc import BlockWeights
 
     names = feature_names(FeatureParams())
@@ -253,7 +254,7 @@ def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_
 def real_shaped(n_clips: int = 150, n_classes: int = 10, seed: int = 0) -> pd.DataFrame:
     """Fewer clips than the 2,474 features, overlapping classes (not separable), blocks of
     correlated columns: a standardized table shaped like real ESC-10 features."""
-    from soundclf.data.audio import FeatureParams, feature_names
+    from soundclf.features.summary import FeatureParams, feature_names
 
     names = feature_names(FeatureParams())
     rng = np.random.default_rng(seed)

@@ -13,12 +13,12 @@ from sklearn.base import BaseEstimator
 from sklearn.svm import LinearSVC
 
 from soundclf.evaluation import tune as tune_module
-from soundclf.evaluation.evaluate import class_probabilities
+from soundclf.evaluation.fit import class_probabilities
 from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.rounds import Round
 from soundclf.evaluation.tune import inner_folds, search
 from soundclf.models import get
 from soundclf.params import ParamError, validate, with_values
-from soundclf.table import Round
 from stages import train
 from tests.conftest import REPO, separable_table
 from tests.test_train import PARAMS

@@ -28,19 +28,13 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from soundclf.evaluation.evaluate import (
-    RoundResult,
-    Scores,
-    fit_predict,
-    one_thread,
-    predictions_table,
-    round_classes,
-)
+from soundclf.evaluation.fit import fit_predict, one_thread
 from soundclf.evaluation.folds import class_folds
 from soundclf.evaluation.probabilities import TrainingError
+from soundclf.evaluation.rounds import Round, RoundResult, round_classes
+from soundclf.evaluation.scores import Scores, predictions_table
 from soundclf.models import Model
 from soundclf.params import with_values
-from soundclf.table import Round
 
 
 def inner_folds(train: pd.DataFrame, n_folds: int, seed: int, where: str = "the training part"
@@ -100,7 +94,7 @@ def fit_folds(model: Model, tasks: list[tuple[dict, Round]], n_jobs: int, desc: 
 def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
     """The params with the model's best values in this round, and what to record of it.
 
-    Every candidate is trained and scored by :func:`soundclf.evaluation.evaluate.fit_predict`
+    Every candidate is trained and scored by :func:`soundclf.evaluation.fit.fit_predict`
     on each inner fold, ``tune.n_jobs`` fits at a time. With no candidates listed the params are
     returned unchanged.
     """

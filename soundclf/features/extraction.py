@@ -29,7 +29,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from soundclf.data.archive import sha256sum
-from soundclf.data.audio import FeatureParams, Recipe, feature_names, load_clip
+from soundclf.data.audio import Recipe, load_clip
 from soundclf.data.datasets import adapter_for
 from soundclf.io import write_with
 
@@ -112,25 +112,6 @@ def compute(paths: list[Path], fp: Recipe, n_jobs: int = 1, batch_size: int = 32
                 ) from exc
             yield from enumerate(batch, start)
             bar.update(len(batch))
-
-
-def extract_features(paths: list[Path], fp: FeatureParams, n_jobs: int = 1,
-                     on_error: str = "fail", **options) -> tuple[np.ndarray, dict[int, str]]:
-    """A (clips, features) float32 matrix in the order of ``paths``, and the failures.
-
-    Failures map the index in ``paths`` to the reason. With ``on_error="fail"`` any
-    failure raises, listing them all; with ``"skip"`` their rows are NaN. ``options``
-    go to :func:`compute`.
-    """
-    values = np.full((len(paths), len(feature_names(fp))), np.nan, dtype=np.float32)
-    errors = {}
-    for i, result in compute(paths, fp, n_jobs, **options):
-        if isinstance(result, str):
-            errors[i] = result
-        else:
-            values[i] = result
-    check_errors(paths, errors, on_error)
-    return values, errors
 
 
 def check_errors(paths: list[Path], errors: dict[int, str], on_error: str) -> None:

@@ -29,7 +29,7 @@ class Model:
     ``build(params, features)`` returns an unfitted scikit-learn-compatible classifier
     (``fit``, ``predict``; ``predict_proba`` where it has one) for the feature columns
     ``features``, reading only the keys in ``params``. ``fit`` may also take ``groups``,
-    ``watch`` and ``live`` (soundclf.evaluation.evaluate.fit_predict).
+    ``watch`` and ``live`` (soundclf.evaluation.fit.fit_predict).
     """
 
     name: str  # as in paths and stage names: train-<name>, metrics/<dataset>/<name>.json

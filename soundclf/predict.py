@@ -1,7 +1,7 @@
 """Classify recordings with a trained model of any family.
 
-    python -m stages.predict DATASET MODEL AUDIO [AUDIO ...] [--top 3] [--csv OUT]
-                             [--models data/models] [--weights data/weights] [--n-jobs 1]
+    python -m soundclf predict DATASET MODEL AUDIO [AUDIO ...] [--top 3] [--csv OUT]
+                               [--models data/models] [--weights data/weights] [--n-jobs 1]
 
 MODEL is a model the pipeline trained for DATASET (``svc``, ``nn-2layer``, ``nn-5layer``,
 ``cnn``, ``pretrained``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 
 from soundclf import trained
-from soundclf.data.audio import FeatureParams, LogMelParams, Recipe
-from soundclf.evaluation.evaluate import class_probabilities
+from soundclf.data.audio import Recipe
+from soundclf.evaluation.fit import class_probabilities
 from soundclf.features.extraction import ExtractionError, compute
+from soundclf.features.spectrograms import LogMelParams
+from soundclf.features.summary import FeatureParams
 from soundclf.io import write_with
 from soundclf.table import PREFIX
 
@@ -68,7 +70,7 @@ class Predictor:
         if kind == "embeddings":
             import torch  # the other families need no torch to be imported here
 
-            from stages.embeddings import embed, network, pool, windows_of
+            from soundclf.features.embeddings import embed, network, pool, windows_of
             device = torch.device("cpu")
             recipe = windows_of(settings, device)
             net = network(recipe, self.weights / f"{recipe.encoder}.pth", device)
@@ -124,8 +126,8 @@ def predict(folder: Path, model: str, paths: list[Path], weights: Path,
     return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``python -m soundclf predict``)."""
     parser.add_argument("dataset", help="the dataset the model was trained on, e.g. esc50")
     parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained, ensemble")
     parser.add_argument("audio", type=Path, nargs="+", help="recordings (WAV, OGG, FLAC...)")
@@ -136,7 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=Path("data/weights"),
                         help="the encoders' checkpoints (default: data/weights)")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel audio workers")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Classify ``args.audio`` and print (or ``--csv``) the result; exits naming the fault."""
     try:
         table = predict(args.models / args.dataset, args.model, args.audio, args.weights,
                         args.n_jobs)
@@ -153,5 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{filename}: {shown}")
 
 
-if __name__ == "__main__":
-    main()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m soundclf predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    run(parser.parse_args(argv))

@@ -1,0 +1,31 @@
+"""The project's user commands: ``python -m soundclf COMMAND ...`` (``--help`` for each).
+
+    python -m soundclf predict DATASET MODEL AUDIO [AUDIO ...]   classify recordings
+
+The pipeline's stages are run by ``dvc repro`` (dvc.yaml, stages/); these commands use
+what it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from soundclf import predict
+
+COMMANDS = {"predict": predict}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m soundclf",
+                                     description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_arguments(commands.add_parser(
+            name, help=module.__doc__.splitlines()[0], description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    COMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    main()

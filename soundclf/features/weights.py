@@ -1,0 +1,37 @@
+"""Fetching a pretrained encoder's published checkpoint and verifying it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from soundclf.data.archive import fetch, local_path, sha256sum
+from soundclf.features.encoders import WeightsError, checkpoint_bytes, encoder, load_network
+from soundclf.io import atomic_path
+
+
+def fetch_weights(name: str, params: dict, out: Path, cache_dir: Path) -> str:
+    """Write encoder ``name``'s verified checkpoint to ``out``; returns where it came from."""
+    enc = encoder(name)
+    section = params["weights"][name]
+    url, expected = section["url"], section["sha256"].lower()
+    source = fetch(url, None, cache_dir, param=f"weights.{name}.url")
+    downloaded = local_path(url) is None  # fetched into cache_dir, not the user's own file
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(checkpoint_bytes(source, enc.member))
+            actual = sha256sum(tmp)
+            if actual != expected:
+                inside = f" ({enc.member})" if enc.member else ""
+                raise WeightsError(
+                    f"{url}{inside} has sha256 {actual}, not the {expected} of "
+                    f"'weights.{name}.sha256': not the checkpoint expected. Point "
+                    f"'weights.{name}.url' at {enc.published}; for a checkpoint of your own "
+                    f"of the same network, in aisfx's format, set 'weights.{name}.sha256' to "
+                    "its digest")
+            load_network(enc, tmp, "cpu")  # a checkpoint of another network is refused here
+    except WeightsError as exc:
+        if not downloaded:
+            raise
+        source.unlink()  # a bad download is not kept: the next run fetches it afresh
+        raise WeightsError(f"{exc} (the downloaded file was deleted)") from None
+    return url
