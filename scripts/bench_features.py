@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from soundclf.features.summary import (  # noqa: E402
-    FeatureParams,
+    SummaryFeatures,
     extract_features,  # noqa: E402
     feature_names,
 )
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="extractor batch")
     args = parser.parse_args()
     paths = audio_files(args.inputs, args.limit)
-    fp = FeatureParams()
+    fp = SummaryFeatures()
     names = feature_names(fp)
 
     def pipeline(clips: list[str]) -> np.ndarray:

@@ -29,8 +29,8 @@ from soundclf import trained
 from soundclf.data.audio import Recipe
 from soundclf.evaluation.fit import class_probabilities
 from soundclf.features.extraction import ExtractionError, compute
-from soundclf.features.spectrograms import LogMelParams
-from soundclf.features.summary import FeatureParams
+from soundclf.features.spectrograms import LogMelSpectrogram
+from soundclf.features.summary import SummaryFeatures
 from soundclf.io import write_with
 from soundclf.table import PREFIX
 
@@ -63,16 +63,16 @@ class Predictor:
 
     def _compute(self, kind: str, settings: dict) -> np.ndarray:
         if kind == "features":
-            return np.stack(self._computed(FeatureParams.from_params(settings["features"])))
+            return np.stack(self._computed(SummaryFeatures.from_params(settings["features"])))
         if kind == "spectrograms":  # float16, as the spectrograms stage stores them
-            return np.stack(self._computed(LogMelParams.from_params(settings["spectrograms"]))
+            return np.stack(self._computed(LogMelSpectrogram.from_params(settings["spectrograms"]))
                             ).astype(np.float16)
         if kind == "embeddings":
             import torch  # the other families need no torch to be imported here
 
-            from soundclf.features.embeddings import embed, network, pool, windows_of
+            from soundclf.features.embeddings import embed, encoder_windows, network, pool
             device = torch.device("cpu")
-            recipe = windows_of(settings, device)
+            recipe = encoder_windows(settings, device)
             net = network(recipe, self.weights / f"{recipe.encoder}.pth", device)
             windows = self._computed(recipe, lambda results: embed(
                 results, net, 32, device, recipe.blocks))

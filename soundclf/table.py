@@ -1,10 +1,10 @@
-"""The feature table: its column names and its evaluation rounds.
+"""The tables and files that pass between stages: column names and inputs files.
 
 ``feature-extraction`` writes a row per clip: metadata (``filename``, ``label``, ``fold``
 or ``src_file``...) and the feature columns, named ``<block>_<stat>_<bin>`` (e.g.
-``mel_std_12``). ``normalize`` stacks one scaled copy of it per evaluation round, marked by
-``round`` and ``split`` (``train`` / ``valid``). This module reads both; it needs neither
-librosa nor a model library, so every stage can import it.
+``mel_std_12``); a probabilities table has a ``p_<class>`` column per class; an inputs
+file (spectrograms, embeddings) holds ``filename`` and ``values``. Needs neither librosa
+nor a model library, so every stage can import it.
 """
 
 from __future__ import annotations

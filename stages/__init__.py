@@ -1,1 +1,3 @@
-"""Pipeline stages (one module each) and the shared code they import."""
+"""The pipeline's stages: one module per stage of dvc.yaml, each reading its arguments and
+params, calling the library (soundclf) and writing its outputs.
+"""

@@ -1,17 +1,11 @@
-"""Stage `compare`: one table of every dataset x model beside the originally published figures.
+"""Stage `compare`: every dataset x model's scores in one table, beside the published figures.
 
     python -m stages.compare PREDICTIONS_DIR COMPARE_JSON COMPARE_MD COMPARE_PNG
                              CONFUSION_DIR PER_CLASS_DIR
 
-Every registered model (soundclf.models) with validation predictions
-(``PREDICTIONS_DIR/<dataset>/<model>.csv``) gets a row; scores are recomputed from them
-with the same function the model stages use, so the table and
-``metrics/<dataset>/<model>.json`` agree by construction: with several evaluation rounds
-(cross-validation, repeated splits) each score is the mean over the rounds, shown with its
-standard deviation. For review it
-also draws, from the same predictions, a normalized confusion matrix with class names per
-dataset x model (CONFUSION_DIR/<dataset>/<model>.png) and the per-class accuracy of every
-model per dataset (PER_CLASS_DIR/<dataset>.png).
+Reads every model's validation predictions (``PREDICTIONS_DIR/<dataset>/<model>.csv``) and
+writes the table as JSON and Markdown, a comparison chart, a confusion image per dataset x
+model and a per-class accuracy chart per dataset (soundclf.reporting).
 """
 
 from __future__ import annotations

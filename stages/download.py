@@ -1,12 +1,9 @@
-"""Stage `download`: fetch a dataset's archives, verify, extract and validate its layout.
+"""Stage `download`: a dataset's archives fetched, verified, extracted and checked.
 
     python -m stages.download DATASET OUT_DIR DATASET_METRICS_JSON --cache CACHE_DIR
 
-The dataset is assembled in a temporary folder and renamed to OUT_DIR only once every
-archive is extracted and every clip listed in the metadata is present, so OUT_DIR is
-never half-extracted. DATASET_METRICS_JSON records how many clips the metadata lists,
-how many are used and how many are excluded (FreeSound's multi-label clips, ESC-10's
-clips of the other 40 ESC-50 classes).
+OUT_DIR is replaced only once the whole dataset is in place (soundclf.data.download);
+DATASET_METRICS_JSON gets its clip and class counts.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
-"""Stage `embeddings`: every clip's pretrained embedding, pooled over its windows.
+"""Stage `embeddings`: every clip's embedding by the pretrained encoder of ``embeddings``.
 
     python -m stages.embeddings DATASET RAW_DIR WEIGHTS OUT_NPZ --cache CACHE_DIR
 
-The ``embeddings`` section names the encoder (soundclf.features.encoders, with WEIGHTS from the
-stage `weights`, checked against ``weights.<encoder>.sha256``). Each clip is read whole,
-whatever its length, cut into the encoder's windows every ``hop`` of a window (a clip
-shorter than one window is zero-padded to one), and every window embedded: the windows
-are cut by the same parallel workers, per-clip cache and backend as the other extraction
-stages (``features.n_jobs``, ``batch_size``, ``backend``, ``scheduler``, ``on_error``);
-the network runs in this process, ``batch_size`` windows at a time, on ``device``. The
-cache keeps each clip's window embeddings, so a new ``pooling`` recomputes nothing.
-A window's embedding is the output of each network block in ``blocks`` (averaged over
-bands, maximized over frames: 256 values for aisfx's third block, 512 for its fourth).
-OUT_NPZ holds ``filename`` (metadata order, skipped clips left out) and ``values``,
-float32 (clips, len(pooling) x the window embedding's size): each statistic of
-``pooling`` (mean, max, std) over a clip's windows, in that order.
+WEIGHTS is the encoder's checkpoint (stage `weights`); OUT_NPZ holds ``filename`` and
+``values``, a row per clip (soundclf.features.embeddings); CACHE_DIR keeps each clip's
+window embeddings between runs.
 """
 
 from __future__ import annotations

@@ -4,11 +4,9 @@ reads them.
     python -m stages.ensemble_member MODEL PROBABILITIES_PARQUET OUT_PARQUET
 
 dvc.yaml runs it for every dataset and every model of ``ensemble.members`` (a ``matrix``),
-so that the ensemble depends on its members' probabilities and on nothing else: adding a
-member reruns it, a change to a model that is not a member does not. PROBABILITIES_PARQUET
-is what the model's stage wrote (stages.train ``--probabilities``); it is copied to
-OUT_PARQUET once it is known to be complete: every round with out-of-fold probabilities of
-its training clips, and valid probabilities.
+so that train-ensemble depends on its members' probabilities and on nothing else.
+PROBABILITIES_PARQUET (what the model's stage wrote) is copied to OUT_PARQUET once
+soundclf.evaluation.probabilities finds it complete.
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
-"""Stage `feature-extraction`: the 2,474 audio features of every clip, in metadata order.
+"""Stage `feature-extraction`: the 2,474 summary features of every clip, in metadata order.
 
     python -m stages.feature_extraction DATASET RAW_DIR OUT_PARQUET METRICS_JSON SKIPPED_CSV
                                         --cache CACHE_DIR
 
-Writes one row per clip: the adapter's metadata columns (``filename``, ``label`` and the
-split columns) followed by the feature columns of :func:`soundclf.data.audio.feature_names`.
-
-Clips are computed in batches of ``features.batch_size`` (one CQT set-up per batch) by
-``features.n_jobs`` parallel workers, on this machine (``features.backend: local``) or on a
-Dask cluster (``dask``, at ``features.scheduler``). Each clip's features are kept in
-CACHE_DIR under the hash of its audio and of the feature params, so a rerun computes only
-clips it has not seen (new clips, or all of them after a feature param changed), and an
-interrupted run resumes. The table is written in chunks from the cache, so memory stays
-bounded by the batch, not the dataset.
-
-A clip that cannot be used (unreadable, empty, truncated, non-finite features) stops the
-stage with every bad file listed (``features.on_error: fail``), or is left out and recorded
-in SKIPPED_CSV (``skip``). METRICS_JSON counts the clips kept and skipped.
+OUT_PARQUET gets a row per clip, its metadata columns then its features
+(soundclf.features.summary); SKIPPED_CSV the clips left out with ``features.on_error:
+skip``, and why; METRICS_JSON the counts. CACHE_DIR keeps each clip's features between
+runs.
 """
 
 from __future__ import annotations

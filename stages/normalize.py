@@ -1,16 +1,11 @@
-"""Stage `normalize`: assign the evaluation rounds and scale features, fitted on train only.
+"""Stage `normalize`: the evaluation rounds of a dataset, each with its features scaled by a
+scaler fitted on its training clips only.
 
     python -m stages.normalize DATASET FEATURES_PARQUET OUT_PARQUET SCALER_JOBLIB
 
-Every round of the dataset's split params (one by default: ESC-50 ``valid_fold``,
-FreeSound ``split_seed``; five with ``data.esc50.cv``, ``repeats`` with
-``data.freesound.repeats``) gets its own scaler, fitted on that round's training clips
-only, so no statistics of a validation fold reach its training. OUT_PARQUET holds every
-round's scaled copy of the table, marked by ``round`` and ``split`` (``train`` /
-``valid``) columns, the primary round first. SCALER_JOBLIB is the primary round's scaler,
-so a trained model can be applied to the features of new clips. ``normalize.scaler:
-none`` keeps the raw features (the original configuration) and saves an identity
-transformer.
+OUT_PARQUET holds every round's scaled copy of the table (``round`` and ``split``
+columns, the primary round first; soundclf.features.scaling); SCALER_JOBLIB is the
+primary round's scaler, saved with the models for predict.
 """
 
 from __future__ import annotations

@@ -2,13 +2,9 @@
 
     python -m stages.spectrograms DATASET RAW_DIR OUT_NPZ --cache CACHE_DIR
 
-The same clips, audio loading, per-clip cache and parallel backend as
-`feature-extraction` (``features.n_jobs``, ``batch_size``, ``backend``, ``scheduler``,
-``on_error``), with the values of the ``spectrograms`` section: ``power_to_db(
-melspectrogram(y, sr, n_fft, hop_length, n_mels), ref=max)`` of the first ``duration``
-seconds, zero-padded (soundclf.data.audio.LogMelParams). OUT_NPZ holds ``filename`` (metadata
-order, skipped clips left out) and ``values``, float16 (clips, n_mels, frames): 2,000
-ESC-50 clips at the defaults are 55 MB. The feature table is not touched.
+OUT_NPZ holds ``filename`` and ``values`` (float16, clips x n_mels x frames) of the
+``spectrograms`` section (soundclf.features.spectrograms); CACHE_DIR keeps each clip's
+between runs.
 """
 
 from __future__ import annotations

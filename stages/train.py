@@ -1,17 +1,15 @@
-"""Stage `train-<model>`: train and score one registered model on every evaluation round.
+"""Stage `train-<model>`: one registered model trained and scored on every evaluation round.
 
     python -m stages.train MODEL NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
                            [--curves DIR] [--inputs NPZ] [--probabilities PARQUET]
                            [--scaler JOBLIB] [--scores JSON]
 
-MODEL is a name in the model registry (soundclf.models). It is trained and scored on every
-evaluation round of the normalized table (soundclf.evaluation), with the values its ``tune``
-grid chooses in that round. A model of other inputs than the feature columns (the CNN's
-spectrograms, the pretrained model's embeddings) reads them from ``--inputs``. MODEL_JOBLIB
-is the primary round's fitted model as a soundclf.trained.Trained (what predict reads),
-with normalize's ``--scaler`` for a model of the feature columns; ``--curves`` gets that
-round's per-epoch curves (dvclive), ``--probabilities`` every round's class probabilities
-(the training clips' out of fold: what the ensemble learns from).
+MODEL is a name in the model registry (soundclf.models); soundclf.evaluation.train does
+the work. METRICS_JSON gets every figure, ``--scores`` the scores alone, PREDICTIONS_CSV
+the validation predictions, MODEL_JOBLIB the primary round's model (soundclf.trained);
+``--inputs`` is the model's inputs for a model of other inputs than the feature columns,
+``--scaler`` normalize's for one of them, ``--curves`` a folder for its per-epoch curves,
+``--probabilities`` a parquet for the class probabilities the ensemble learns from.
 """
 
 from __future__ import annotations

@@ -3,16 +3,9 @@
     python -m stages.train_ensemble MEMBERS_DIR MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
                                     [--scores JSON]
 
-MEMBERS_DIR holds ``<member>.parquet`` for every model of ``ensemble.members``: the
-probabilities its stage wrote (stages.train ``--probabilities``), put there by the
-``ensemble-member`` stages. In every evaluation round, the combination
-(soundclf.models.ensemble) is fitted on the training clips' out-of-fold probabilities and
-scored on the validation clips', beside each member's accuracy there (``accuracy_<member>``),
-with its weights and its inner accuracy: fitted on all inner folds but one and scored on
-that one, in turn, which reads training clips only (what the default members were chosen
-by). MODEL_JOBLIB is the primary round's combination as a soundclf.trained.Trained, with
-the SHA-256 of each member's probabilities (predict checks the members' own files
-against them).
+MEMBERS_DIR holds ``<member>.parquet`` for every model of ``ensemble.members``, put there
+by the ``ensemble-member`` stages; soundclf.evaluation.members fits and scores the
+combination (soundclf.models.ensemble) in every round. The outputs are a model stage's.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
-"""Stage `weights`: fetch a pretrained encoder's published checkpoint and verify it.
+"""Stage `weights`: a pretrained encoder's published checkpoint, fetched and verified.
 
     python -m stages.weights ENCODER OUT_FILE --cache CACHE_DIR
 
-``weights.<ENCODER>.url`` is where the weights are published (for ``aisfx``, its wheel on
-PyPI, which holds them as ``aisfx/models/checkpoint.pth``), a ``file://`` URL or a local
-path to that archive or to the checkpoint itself; downloads are kept in CACHE_DIR like the
-datasets'. The checkpoint must have the SHA-256 ``weights.<ENCODER>.sha256`` and load
-strictly into this project's network (soundclf.features.encoders) before it becomes OUT_FILE.
+From ``weights.<ENCODER>.url``, checked against ``weights.<ENCODER>.sha256`` and loaded
+strictly into the project's network before it becomes OUT_FILE
+(soundclf.features.weights); CACHE_DIR keeps downloads, as for the datasets.
 """
 
 from __future__ import annotations

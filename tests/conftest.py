@@ -16,7 +16,7 @@ from scripts.make_demo_data import (
     write_esc50_zip,
     write_freesound_zips,
 )
-from soundclf.features.summary import FeatureParams, feature_names
+from soundclf.features.summary import SummaryFeatures, feature_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def assert_features_equal(actual: np.ndarray, expected: np.ndarray) -> None:
     """Feature rows computed two ways agree: STFT and CQT bit-exact, mel to float32 rounding.
 
     The rows are of the default features (2,474 columns)."""
-    names = np.array([n.split("_", 1)[0] for n in feature_names(FeatureParams())])
+    names = np.array([n.split("_", 1)[0] for n in feature_names(SummaryFeatures())])
     actual, expected = np.atleast_2d(actual), np.atleast_2d(expected)
     assert actual.shape == expected.shape
     for block in ("stft", "cqt"):

@@ -7,10 +7,15 @@ import pytest
 from scripts.bench_features import naive_features as reference_features
 from soundclf.data.audio import load_clip
 from soundclf.features.extraction import ExtractionError
-from soundclf.features.summary import FeatureParams, extract_features, feature_names, file_features
+from soundclf.features.summary import (
+    SummaryFeatures,
+    extract_features,
+    feature_names,
+    file_features,
+)
 from soundclf.table import feature_columns
 
-FP = FeatureParams()
+FP = SummaryFeatures()
 
 
 def test_names_are_the_original_2474_columns_in_order():

@@ -13,7 +13,7 @@ import yaml
 
 from soundclf.evaluation.probabilities import TrainingError
 from soundclf.evaluation.rounds import Round
-from soundclf.features.spectrograms import LogMelParams, write_spectrograms
+from soundclf.features.spectrograms import LogMelSpectrogram, write_spectrograms
 from soundclf.models import get
 from soundclf.models.cnn import SpectrogramCNN
 from soundclf.params import ParamError
@@ -49,7 +49,7 @@ def test_spectrograms_match_a_direct_librosa_computation(esc50_zip, tmp_path):
             y=y, sr=22050, n_fft=1024, hop_length=512, n_mels=64), ref=np.max)
         # float16 keeps 11 significant bits: 0.03 dB at -64 to -128 dB, half a step
         np.testing.assert_allclose(values[rows[name]], direct, atol=0.05, rtol=1e-3)
-    assert LogMelParams.from_params(section).n_samples == 110250
+    assert LogMelSpectrogram.from_params(section).n_samples == 110250
 
 
 def rhythm_set(n_per_class: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

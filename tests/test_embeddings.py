@@ -20,7 +20,7 @@ from scripts.aisfx_reference import reference_clip, write_wav
 from scripts.make_demo_data import write_demo_weights
 from soundclf.data.archive import DownloadError, sha256sum
 from soundclf.data.audio import load_clip
-from soundclf.features.embeddings import Windows, embed, pool
+from soundclf.features.embeddings import EncoderWindows, embed, pool
 from soundclf.features.encoders import (
     ENCODERS,
     Cnn9,
@@ -76,7 +76,7 @@ def demo_net(tmp_path_factory) -> torch.nn.Module:
 
 
 def clip_windows(path: Path, hop: float = 0.5, peak_normalize: bool = False) -> np.ndarray:
-    recipe = Windows(sr=AISFX.front_end.sr, hop=hop, peak_normalize=peak_normalize)
+    recipe = EncoderWindows(sr=AISFX.front_end.sr, hop=hop, peak_normalize=peak_normalize)
     return recipe.compute([load_clip(path, recipe)])[0]
 
 

@@ -16,7 +16,7 @@ from scripts.bench_features import naive_features as reference_features
 from soundclf.data.audio import load_clip
 from soundclf.features.extraction import ExtractionError
 from soundclf.features.summary import (
-    FeatureParams,
+    SummaryFeatures,
     batch_features,
     extract_features,
     feature_names,
@@ -24,7 +24,7 @@ from soundclf.features.summary import (
 )
 from tests.conftest import REPO, assert_features_equal
 
-FP = FeatureParams()
+FP = SummaryFeatures()
 
 
 def params(**features):

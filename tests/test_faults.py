@@ -32,12 +32,12 @@ from soundclf.data.datasets import LayoutError
 from soundclf.data.download import download
 from soundclf.features.encoders import WeightsError
 from soundclf.features.extraction import ExtractionError
-from soundclf.features.summary import FeatureParams, extract_features
+from soundclf.features.summary import SummaryFeatures, extract_features
 from soundclf.features.weights import fetch_weights
 from stages import feature_extraction
 from tests.conftest import REPO
 
-FP = FeatureParams()
+FP = SummaryFeatures()
 
 
 class FlakyHandler(http.server.BaseHTTPRequestHandler):

@@ -13,7 +13,7 @@ from soundclf.data.download import download
 from soundclf.evaluation.rounds import load_rounds
 from soundclf.evaluation.scores import classification_metrics
 from soundclf.features.scaling import normalize
-from soundclf.features.summary import FeatureParams, file_features, write_features
+from soundclf.features.summary import SummaryFeatures, file_features, write_features
 from soundclf.params import ParamError
 from tests.test_train import fit_nn, predict
 
@@ -70,7 +70,7 @@ def test_short_and_long_clips_give_full_feature_rows(raw, features, freesound_zi
     audio_dir = raw[0] / "FSDKaggle2019.audio_train_curated"
     extremes = sorted(audio_dir.glob("*.wav"), key=lambda p: sf.info(p).duration)
     for path in (extremes[0], extremes[-1]):
-        assert np.isfinite(file_features(path, FeatureParams())).all()
+        assert np.isfinite(file_features(path, SummaryFeatures())).all()
     assert np.isfinite(features.drop(columns=["filename", "label"]).to_numpy()).all()
 
 

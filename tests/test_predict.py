@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from soundclf import predict, trained
-from soundclf.features.summary import FeatureParams, file_features
+from soundclf.features.summary import SummaryFeatures, file_features
 from soundclf.params import load_params
 
 SHORT = {"sr": 22050, "duration": 1.0, "n_fft": 1024, "hop_length": 512, "n_mels": 32,
@@ -25,7 +25,7 @@ def feature_model(tmp_path, wav):
     """A model folder with a feature model ("lr") trained on six 1 s clips of 2 classes,
     saved as stages.train does; its clips."""
     clips = [wav(f"{k}-{i}.wav", target=k, seconds=1.0) for k in (0, 1) for i in range(3)]
-    fp = FeatureParams.from_params(SHORT)
+    fp = SummaryFeatures.from_params(SHORT)
     x = np.stack([file_features(c, fp) for c in clips])
     labels = np.repeat(["dog", "rain"], 3)
     scaler = StandardScaler().fit(x)

@@ -227,10 +227,10 @@ def test_early_stopping_set_on_too_few_clips_per_class_is_still_stratified(capsy
 
 
 def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_path):
-    from soundclf.features.summary import FeatureParams, feature_names
+    from soundclf.features.summary import SummaryFeatures, feature_names
     from soundclf.models.svc import BlockWeights
 
-    names = feature_names(FeatureParams())
+    names = feature_names(SummaryFeatures())
     rng = np.random.default_rng(0)
     table = pd.DataFrame(rng.normal(0, 1, (60, len(names))).astype(np.float32), columns=names)
     table.insert(0, "filename", [f"{i}.wav" for i in range(60)])
@@ -254,9 +254,9 @@ def test_svc_block_weights_give_every_feature_block_a_total_variance_of_one(tmp_
 def real_shaped(n_clips: int = 150, n_classes: int = 10, seed: int = 0) -> pd.DataFrame:
     """Fewer clips than the 2,474 features, overlapping classes (not separable), blocks of
     correlated columns: a standardized table shaped like real ESC-10 features."""
-    from soundclf.features.summary import FeatureParams, feature_names
+    from soundclf.features.summary import SummaryFeatures, feature_names
 
-    names = feature_names(FeatureParams())
+    names = feature_names(SummaryFeatures())
     rng = np.random.default_rng(seed)
     labels = np.arange(n_clips) % n_classes
     centers = rng.normal(0, 0.35, (n_classes, 40))

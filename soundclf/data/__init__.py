@@ -1,0 +1,1 @@
+"""Where recordings come from: archives and downloads, the dataset adapters, audio loading."""

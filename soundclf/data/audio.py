@@ -1,10 +1,5 @@
-"""Audio loading and the 2,474 hand-crafted features (STFT + mel + CQT summary statistics).
-
-The values are those of the original analysis: ``librosa.load(path, sr=44100, duration=5)``,
-zero-padded to ``sr * duration`` samples, then per-bin mean and standard deviation over
-time of ``|stft|``, ``power_to_db(melspectrogram, ref=max)`` and ``|cqt|``. The mel
-spectrogram is computed from the STFT already taken (``S=|stft|**2``), which is exactly what
-``melspectrogram(y=...)`` does internally, so the values are the same.
+"""Audio loading: a clip as the features see it, mono at a given rate, cut or zero-padded to
+a given duration; and :class:`Recipe`, what is computed of a loaded clip.
 """
 
 from __future__ import annotations

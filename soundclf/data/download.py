@@ -1,4 +1,9 @@
-"""Assembling a dataset: fetch its archives, extract them, check its layout."""
+"""Assembling a dataset: fetch its archives, extract them, check its layout.
+
+The dataset is assembled in a temporary folder that replaces the output folder only once
+every archive is extracted and every clip its metadata lists is present, so the output is
+never half-extracted and a failed run keeps the previous one.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""What every model stage shares: loading the rounds, scoring predictions, writing results.
-
-A model stage trains and scores its model once per evaluation round of the normalized
-table (one round by default; every official fold with ``data.esc50.cv``). Scores are
-scikit-learn's: accuracy, balanced accuracy, F1 weighted by support (the original tables'
-F1) and macro F1, with their mean and standard deviation over the rounds. A model that
-predicts a single class for everything fails the stage instead of producing metrics that
-look like results.
+"""Fitting one estimator on an evaluation round: the one way a model is trained (by its
+stage, on ``tune``'s inner folds, for its out-of-fold probabilities), its class
+probabilities, and every round of a model stage trained and scored in turn.
 """
 
 from __future__ import annotations

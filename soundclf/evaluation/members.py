@@ -1,4 +1,13 @@
-"""The ensemble's members as it learns from them."""
+"""The ensemble's members as it learns from them: their class probabilities, round by round.
+
+``ensemble.members``' probabilities (what their stages wrote with ``--probabilities``) are
+aligned clip by clip in every round; the combination (soundclf.models.ensemble) is fitted
+on the training clips' out-of-fold rows and scored on the validation clips', beside each
+member's accuracy there (``accuracy_<member>``), with its weights and its inner accuracy
+(fitted on all inner folds but one and scored on that one, in turn: training clips only).
+The primary round's combination is saved with the SHA-256 of each member's probabilities,
+so that predict notices a member trained anew since.
+"""
 
 from __future__ import annotations
 

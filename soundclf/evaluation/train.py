@@ -1,4 +1,13 @@
-"""Training a registered model on every evaluation round."""
+"""Training a registered model on every evaluation round: what a ``train-<model>`` stage does.
+
+In every round the model is trained with the values its ``tune`` grid chooses there
+(soundclf.evaluation.tune), on the feature columns or on other inputs by clip (the CNN's
+spectrograms, the pretrained model's embeddings), and scored on the round's validation
+part. The primary round's model is saved as a soundclf.trained.Trained with the settings
+its inputs were computed with (and normalize's scaler for a model of the feature
+columns); with out-of-fold probabilities asked for, every round's class probabilities are
+written as the table the ensemble learns from (:func:`probabilities_table`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""Every clip's embedding by a pretrained encoder, pooled over its windows."""
+"""Every clip's embedding by a pretrained encoder (soundclf.features.encoders), pooled over
+its windows.
+
+Each clip is read whole, whatever its length, cut into the encoder's windows every ``hop``
+of a window (a clip shorter than one window is zero-padded to one), and every window
+embedded: the windows are cut by the extraction workers (soundclf.features.extraction),
+the network runs in the calling process, ``batch_size`` windows at a time, on ``device``.
+The per-clip cache keeps each clip's window embeddings, so a new ``pooling`` recomputes
+nothing. A window's embedding is the output of each network block in ``blocks`` (averaged
+over bands, maximized over frames); a clip's is each statistic of ``pooling`` (mean, max,
+std) over its windows, concatenated in that order.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +38,7 @@ POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
 
 
 @dataclass(frozen=True)
-class Windows(Recipe):
+class EncoderWindows(Recipe):
     """A whole clip cut into the encoder's input windows (computed in the workers). The
     fields are what the cached window embeddings depend on."""
 
@@ -81,11 +92,11 @@ def pool(windows: np.ndarray, pooling: list[str]) -> np.ndarray:
 
 
 
-def windows_of(params: dict, device: torch.device) -> Windows:
+def encoder_windows(params: dict, device: torch.device) -> EncoderWindows:
     """The recipe of the ``embeddings`` section (and the encoder's ``weights`` SHA-256)."""
     section = params["embeddings"]
     enc = encoder(section["encoder"])
-    return Windows(sr=enc.front_end.sr, encoder=enc.name,
+    return EncoderWindows(sr=enc.front_end.sr, encoder=enc.name,
                    weights=params["weights"][enc.name]["sha256"].lower(), hop=section["hop"],
                    blocks=tuple(sorted(section["blocks"])),
                    peak_normalize=section["peak_normalize"], front_end=enc.front_end,
@@ -93,7 +104,7 @@ def windows_of(params: dict, device: torch.device) -> Windows:
 
 
 
-def network(recipe: Windows, weights: Path, device: torch.device) -> nn.Module:
+def network(recipe: EncoderWindows, weights: Path, device: torch.device) -> nn.Module:
     """The recipe's encoder with the weights of ``weights``, checked against its SHA-256."""
     enc = encoder(recipe.encoder)
     verify_checkpoint(weights, recipe.weights, enc.name)
@@ -106,7 +117,7 @@ def write_embeddings(dataset: str, raw_dir: Path, weights: Path, params: dict, o
     """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
     section = params["embeddings"]
     device = torch_device(section["device"], "embeddings.device")
-    recipe = windows_of(params, device)
+    recipe = encoder_windows(params, device)
     net = network(recipe, weights, device)
     done = compute_dataset(
         dataset, raw_dir, recipe, cache_dir, params["features"],

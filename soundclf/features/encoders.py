@@ -16,7 +16,7 @@ values per window. Its front end is the package's librosa one (HTK mel bands of 
 area, ``log10(1 + 10^4 x)`` scaled by the training set's maximum, 9.4578), with time as
 the first axis as the network expects (the package's librosa path hands it the transposed
 spectrogram), and the audio as recorded unless asked to peak-normalize it as the package
-does (``embeddings.peak_normalize``; as recorded scored better on ESC-50: README).
+does (``embeddings.peak_normalize``; docs/models.md has the choice).
 
 Adding an encoder: its module and front end here, an entry in :data:`ENCODERS`, its
 ``weights.<name>`` section in params.yaml (URL and SHA-256), and in soundclf/params.py's

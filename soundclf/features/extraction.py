@@ -1,15 +1,13 @@
 """Computing something of every clip in parallel batches, with a per-clip cache.
 
-What the `feature-extraction`, `spectrograms` and `embeddings` stages share. A recipe (the
-2,474 features, soundclf.data.audio.FeatureParams; a log-mel spectrogram, LogMelParams; a clip's
-windows for a pretrained encoder, stages.embeddings.Windows) says how a clip is loaded
-(``sr``, ``duration``) and computed (``compute``). Clips are computed in
-batches of ``features.batch_size`` by ``features.n_jobs`` parallel workers, on this
-machine (``features.backend: local``) or on a Dask cluster (``dask``, at
-``features.scheduler``). Each clip's values are kept in a cache folder under the hash of
-its audio and of the recipe, so a rerun computes only clips it has not seen, and an
-interrupted run resumes. A clip that cannot be used stops the stage with every bad file
-listed (``features.on_error: fail``), or is left out (``skip``).
+A recipe (soundclf.data.audio.Recipe: the summary features, a log-mel spectrogram, a
+clip's windows for a pretrained encoder) says how a clip is loaded (``sr``, ``duration``)
+and computed (``compute``). Clips are computed in batches of ``features.batch_size`` by
+``features.n_jobs`` parallel workers, on this machine (``features.backend: local``) or on
+a Dask cluster (``dask``, at ``features.scheduler``). Each clip's values are kept in a
+cache folder under the hash of its audio and of the recipe, so a rerun computes only clips
+it has not seen, and an interrupted run resumes. A clip that cannot be used stops the
+stage with every bad file listed (``features.on_error: fail``), or is left out (``skip``).
 """
 
 from __future__ import annotations
@@ -38,32 +36,32 @@ class ExtractionError(RuntimeError):
     """One or more clips whose features could not be computed."""
 
 
-def _batch(paths: list[str], fp: Recipe) -> list[np.ndarray | str]:
-    """Features (or spectrogram, for LogMelParams) of each clip, or the reason it failed;
+def _batch(paths: list[str], recipe: Recipe) -> list[np.ndarray | str]:
+    """Features (or spectrogram, for LogMelSpectrogram) of each clip, or the reason it failed;
     runs in a worker."""
     results: list[np.ndarray | str] = []
     clips = {}
     for i, path in enumerate(paths):
         try:
-            clips[i] = load_clip(path, fp)
+            clips[i] = load_clip(path, recipe)
         except Exception as exc:  # reported with the file name by the caller
             results.append(f"{type(exc).__name__}: {exc}")
         else:
             results.append("")
     if clips:
         try:
-            rows = fp.compute(list(clips.values()))
+            rows = recipe.compute(list(clips.values()))
         except Exception:  # find the clip at fault by computing one at a time
-            rows = [_one(y, fp) for y in clips.values()]
+            rows = [_one(y, recipe) for y in clips.values()]
         for i, row in zip(clips, rows, strict=True):
             finite = isinstance(row, str) or np.isfinite(row).all()
             results[i] = row if finite else "non-finite feature values"
     return results
 
 
-def _one(y: np.ndarray, fp: Recipe) -> np.ndarray | str:
+def _one(y: np.ndarray, recipe: Recipe) -> np.ndarray | str:
     try:
-        return fp.compute([y])[0]
+        return recipe.compute([y])[0]
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
@@ -89,7 +87,7 @@ def backend(name: str, scheduler: str | None, n_jobs: int) -> Iterator[None]:
         yield
 
 
-def compute(paths: list[Path], fp: Recipe, n_jobs: int = 1, batch_size: int = 32,
+def compute(paths: list[Path], recipe: Recipe, n_jobs: int = 1, batch_size: int = 32,
             backend_name: str = "local", scheduler: str | None = None,
             ) -> Iterator[tuple[int, np.ndarray | str]]:
     """``(index, features or error)`` for every path, in order, with a progress bar."""
@@ -98,7 +96,7 @@ def compute(paths: list[Path], fp: Recipe, n_jobs: int = 1, batch_size: int = 32
         total=len(paths), desc="features", unit="clip"
     ) as bar:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_batch)([str(Path(p).absolute()) for p in paths[s:s + batch_size]], fp)
+            delayed(_batch)([str(Path(p).absolute()) for p in paths[s:s + batch_size]], recipe)
             for s in starts
         )
         for start in starts:
@@ -121,17 +119,17 @@ def check_errors(paths: list[Path], errors: dict[int, str], on_error: str) -> No
         raise ExtractionError(f"{len(errors)} of {len(paths)} clips failed{hint}:\n  {listing}")
 
 
-class FeatureCache:
+class ClipCache:
     """Feature vectors on disk, one ``.npy`` per clip, keyed by audio content and params.
 
     The key hashes the file's bytes, the params that define the values and the librosa
     version, so a changed clip, a new clip or a changed feature param is a cache miss.
     """
 
-    def __init__(self, folder: Path, fp: Recipe):
+    def __init__(self, folder: Path, recipe: Recipe):
         self.folder = folder
-        recipe = json.dumps({**asdict(fp), "librosa": librosa.__version__}, sort_keys=True)
-        self.recipe = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+        text = json.dumps({**asdict(recipe), "librosa": librosa.__version__}, sort_keys=True)
+        self.recipe = hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def key(self, path: Path) -> str:
         return f"{sha256sum(path)[:32]}-{self.recipe}"
@@ -155,7 +153,7 @@ class FeatureCache:
 Results = Iterator[tuple[int, np.ndarray | str]]
 
 
-def cached_features(paths: list[Path], fp: Recipe, cache: FeatureCache, settings: dict,
+def cached_values(paths: list[Path], recipe: Recipe, cache: ClipCache, settings: dict,
                     then: Callable[[Results], Results] | None = None,
                     ) -> tuple[list[str], dict[int, str]]:
     """Fill the cache for every clip; returns each clip's key, and the failures.
@@ -167,7 +165,7 @@ def cached_features(paths: list[Path], fp: Recipe, cache: FeatureCache, settings
     print(f"{len(paths) - len(todo)} of {len(paths)} clips in the feature cache; "
           f"computing {len(todo)}")
     errors = {}
-    results = compute([paths[i] for i in todo], fp, settings["n_jobs"],
+    results = compute([paths[i] for i in todo], recipe, settings["n_jobs"],
                       settings["batch_size"], settings["backend"], settings["scheduler"])
     for j, result in results if then is None else then(results):
         if isinstance(result, str):
@@ -185,7 +183,7 @@ class Computed:
     meta: pd.DataFrame  # every clip the metadata lists, in its order
     keys: list[str]  # each clip's cache key
     errors: dict[int, str]  # the clips left out (``on_error: skip``), by row
-    cache: FeatureCache
+    cache: ClipCache
 
     @property
     def kept(self) -> list[int]:
@@ -209,6 +207,6 @@ def compute_dataset(dataset: str, raw_dir: Path, recipe: Recipe, cache_dir: Path
     adapter = adapter_for(dataset)
     meta = adapter.metadata(raw_dir)
     paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
-    cache = FeatureCache(cache_dir, recipe)
-    keys, errors = cached_features(paths, recipe, cache, settings, then)
+    cache = ClipCache(cache_dir, recipe)
+    keys, errors = cached_values(paths, recipe, cache, settings, then)
     return Computed(meta, keys, errors, cache)

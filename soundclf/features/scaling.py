@@ -1,4 +1,10 @@
-"""Scaling the feature table, fitted on each evaluation round's training clips only."""
+"""Feature scaling, fitted on each evaluation round's training clips only.
+
+Every round of a dataset's split (soundclf.data.datasets) gets its own scaler, so no
+statistics of a validation fold reach its training; the rounds' scaled copies of the table
+are stacked, marked by ``round`` and ``split`` columns. ``normalize.scaler: none`` keeps
+the features as they are (the original configuration) with an identity transformer.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Each clip's log-mel spectrogram, for models that read time (the CNN)."""
+"""Each clip's log-mel spectrogram, for models that read time (the CNN).
+
+``power_to_db(melspectrogram(y, sr, n_fft, hop_length, n_mels), ref=max)`` of the first
+``duration`` seconds, zero-padded (the ``spectrograms`` section), computed by the
+extraction engine and its per-clip cache (soundclf.features.extraction) and stored as
+float16.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from soundclf.table import save_inputs
 
 
 @dataclass(frozen=True)
-class LogMelParams(Recipe):
+class LogMelSpectrogram(Recipe):
     """The ``spectrograms`` section: each clip's log-mel spectrogram, for the CNN."""
 
     sr: int = 22050
@@ -32,7 +38,7 @@ class LogMelParams(Recipe):
 def write_spectrograms(dataset: str, raw_dir: Path, params: dict, out: Path,
                        cache_dir: Path) -> list[str]:
     """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
-    recipe = LogMelParams.from_params(params["spectrograms"])
+    recipe = LogMelSpectrogram.from_params(params["spectrograms"])
     done = compute_dataset(dataset, raw_dir, recipe, cache_dir, params["features"])
     save_inputs(out, done.filenames(), np.stack(done.values()).astype(np.float16))
     return done.skipped()

@@ -1,10 +1,12 @@
-"""The 2,474 summary features of a clip: per-bin mean and standard deviation over time of
-its STFT, log-mel spectrogram and CQT, as the original analysis computed them.
+"""The 2,474 summary features of a clip, and the feature table of a dataset.
 
-``librosa.load(path, sr=44100, duration=5)`` zero-padded to ``sr * duration`` samples, then
-``|stft|``, ``power_to_db(melspectrogram, ref=max)`` and ``|cqt|``. The mel spectrogram is
-computed from the STFT already taken (``S=|stft|**2``), which is what
-``melspectrogram(y=...)`` does internally, so the values are the same.
+A clip's features are the original analysis's: ``librosa.load(path, sr=44100,
+duration=5)`` zero-padded to ``sr * duration`` samples, then the per-bin mean and standard
+deviation over time of ``|stft|``, ``power_to_db(melspectrogram, ref=max)`` and ``|cqt|``.
+The mel spectrogram is computed from the STFT already taken (``S=|stft|**2``), which is
+what ``melspectrogram(y=...)`` does internally, so the values are the same. The table has
+a row per clip, its metadata columns then the features (:func:`feature_names`), written
+from the per-clip cache in chunks, so memory is bounded by a chunk, not the dataset.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow.parquet as pq
 
 from soundclf.data.audio import Recipe, load_clip
 from soundclf.features.extraction import (
-    FeatureCache,
+    ClipCache,
     check_errors,
     compute,
     compute_dataset,
@@ -30,7 +32,7 @@ from soundclf.table import BLOCKS
 
 
 @dataclass(frozen=True)
-class FeatureParams(Recipe):
+class SummaryFeatures(Recipe):
     """The ``features`` section of params.yaml that defines the feature values."""
 
     n_fft: int = 2048
@@ -47,7 +49,7 @@ class FeatureParams(Recipe):
 
 
 
-def feature_names(params: FeatureParams) -> list[str]:
+def feature_names(params: SummaryFeatures) -> list[str]:
     """Column names in the original order: per block, all means then all stds."""
     names = []
     for block, size in params.block_sizes().items():
@@ -63,7 +65,7 @@ def _mean_std(x: np.ndarray) -> np.ndarray:
 
 
 
-def batch_features(ys: np.ndarray, params: FeatureParams) -> np.ndarray:
+def batch_features(ys: np.ndarray, params: SummaryFeatures) -> np.ndarray:
     """Feature vectors of a batch of loaded clips, shape (clips, samples) -> (clips, features).
 
     librosa computes multi-channel input channel by channel with the same arithmetic, so
@@ -84,13 +86,13 @@ def batch_features(ys: np.ndarray, params: FeatureParams) -> np.ndarray:
 
 
 
-def clip_features(y: np.ndarray, params: FeatureParams) -> np.ndarray:
+def clip_features(y: np.ndarray, params: SummaryFeatures) -> np.ndarray:
     """The feature vector of one loaded clip, in :func:`feature_names` order."""
     return batch_features(y[np.newaxis], params)[0]
 
 
 
-def file_features(path: str | Path, params: FeatureParams) -> np.ndarray:
+def file_features(path: str | Path, params: SummaryFeatures) -> np.ndarray:
     """Load one audio file and return its feature vector."""
     return clip_features(load_clip(path, params), params)
 
@@ -99,7 +101,7 @@ WRITE_CHUNK = 512  # clips per parquet row group
 
 
 
-def write_table(dest: Path, meta: pd.DataFrame, keys: list[str], cache: FeatureCache,
+def write_table(dest: Path, meta: pd.DataFrame, keys: list[str], cache: ClipCache,
                 names: list[str]) -> None:
     """Write metadata and cached features as parquet, ``WRITE_CHUNK`` rows at a time."""
     def write(tmp: Path) -> None:
@@ -124,7 +126,7 @@ def write_features(dataset: str, raw_dir: Path, params: dict, out: Path, metrics
         skipped_csv: Path, cache_dir: Path) -> pd.DataFrame:
     """The whole stage; returns the table of skipped clips (``filename``, ``error``)."""
     settings = params["features"]
-    fp = FeatureParams.from_params(settings)
+    fp = SummaryFeatures.from_params(settings)
     done = compute_dataset(dataset, raw_dir, fp, cache_dir, settings)
     write_table(out, done.meta.iloc[done.kept], [done.keys[i] for i in done.kept], done.cache,
                 feature_names(fp))
@@ -135,7 +137,7 @@ def write_features(dataset: str, raw_dir: Path, params: dict, out: Path, metrics
     return skipped
 
 
-def extract_features(paths: list[Path], fp: FeatureParams, n_jobs: int = 1,
+def extract_features(paths: list[Path], fp: SummaryFeatures, n_jobs: int = 1,
                      on_error: str = "fail", **options) -> tuple[np.ndarray, dict[int, str]]:
     """A (clips, features) float32 matrix in the order of ``paths``, and the failures.
 

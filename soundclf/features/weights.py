@@ -1,4 +1,11 @@
-"""Fetching a pretrained encoder's published checkpoint and verifying it."""
+"""Fetching a pretrained encoder's published checkpoint and verifying it.
+
+``weights.<encoder>.url`` is where the weights are published (for ``aisfx``, its wheel on
+PyPI, which holds them as ``aisfx/models/checkpoint.pth``), a ``file://`` URL or a local
+path to that archive or to the checkpoint itself. The checkpoint must have the SHA-256
+``weights.<encoder>.sha256`` and load strictly into the project's network
+(soundclf.features.encoders); a bad download is deleted.
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ A model family is one module here (``svc.py``, ``nn.py``, ``pretrained.py``...) 
 name and a suffix after a dash (``nn-2layer`` is in ``nn.py``), so a stage can load the
 one module it needs: ``get("svc")`` imports ``soundclf/models/svc.py`` and nothing else.
 
-Adding a model (see the README's developer section): its module here, its section in
+Adding a model (docs/development.md): its module here, its section in
 params.yaml and its keys in ``soundclf/params.py``'s SCHEMA, and a ``train-<name>`` block
 in dvc.yaml running ``python -m stages.train <name>``.
 """

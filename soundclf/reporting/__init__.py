@@ -1,0 +1,1 @@
+"""What a reviewer reads: the comparison table and the static figures."""

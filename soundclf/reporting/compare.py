@@ -1,4 +1,11 @@
-"""Every dataset x model's scores in one table, beside the originally published figures."""
+"""Every dataset x model's scores in one table, beside the originally published figures.
+
+Every registered model with validation predictions gets a row; the scores are recomputed
+from the predictions with the function the model stages use (soundclf.evaluation.scores),
+so the table and ``metrics/<dataset>/<model>.json`` agree by construction: with several
+evaluation rounds each score is the mean over the rounds, with its standard deviation.
+The review images are drawn from the same predictions (soundclf.reporting.plotting).
+"""
 
 from __future__ import annotations
 
