@@ -9,6 +9,8 @@ what it made.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from soundclf import predict
 
@@ -16,8 +18,9 @@ COMMANDS = {"predict": predict}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m soundclf",
-                                     description=__doc__.splitlines()[0])
+    # the console script of `pip install -e .`, or python -m soundclf
+    prog = "soundclf" if Path(sys.argv[0]).name == "soundclf" else "python -m soundclf"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         module.add_arguments(commands.add_parser(
