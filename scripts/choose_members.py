@@ -7,7 +7,7 @@ PROBABILITIES_DIR is a dataset's folder of the model stages' probabilities
 (``data/probabilities/<dataset>``, every model trained). For each combination of two or
 more of ``--models`` (default: every file there) and each ``--combine``, in every round the
 combination is fitted on all inner folds of the out-of-fold probabilities but one and
-scored on that one, in turn (stages.train_ensemble.inner_accuracy): training clips only,
+scored on that one, in turn (soundclf.evaluation.members.inner_accuracy): training clips only,
 what the default members are chosen by. ``--oof-folds N`` keeps the first N inner folds
 only, as ``oof.folds: N`` would have made them. The validation accuracy is printed beside
 it, for the record; it takes no part in the ranking.

@@ -1,7 +1,7 @@
 """train-ensemble: weights learned on out-of-fold probabilities, never on a validation clip.
 
 The members here are logistic regressions that each read some columns of a synthetic table,
-trained and written by the code every model stage runs (stages.train.fit_round with its
+trained and written by the code every model stage runs (soundclf.evaluation.train.fit_round with its
 out-of-fold probabilities, probabilities_table); the ensemble stage reads them as dvc.yaml's
 ensemble-member stages lay them out.
 """
