@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         counts = download(args.dataset, load_params(), args.out_dir, args.cache)
     except (DownloadError, LayoutError, ParamError) as exc:
-        sys.exit(f"download {args.dataset}: {exc}")
+        kept = "" if args.out_dir.exists() else (
+            f" (under dvc repro, the previous {args.out_dir} is in DVC's cache: "
+            f"dvc checkout download@{args.dataset} brings it back)")
+        sys.exit(f"download {args.dataset}: {exc}{kept}")
     write_json(args.metrics, counts)
     print(f"download {args.dataset}: {counts['clips_listed']} clips listed, "
           f"{counts['clips_used']} used ({counts['clips_excluded']} excluded), "

@@ -126,6 +126,9 @@ def test_forced_rerun_gives_identical_results(project):
 
 
 def test_failed_download_keeps_the_previous_dataset(project):
+    """The stage's outputs are cached, not persistent (so that the run-cache can restore
+    them): DVC removes the old dataset from the workspace before the stage runs and keeps
+    it in its cache, and the failed stage writes nothing half-done in its place."""
     repo, _ = project
     raw = repo / "data/raw/esc50"
     before = sorted((p.relative_to(raw), p.stat().st_size) for p in raw.rglob("*"))
@@ -138,6 +141,9 @@ def test_failed_download_keeps_the_previous_dataset(project):
     finally:
         (repo / "params.yaml").write_text(params)
     assert "data.esc50.url: " in log and "no-such-archive.zip does not exist" in log
+    assert "dvc checkout download@esc50" in log  # how to have the previous one back
+    assert not raw.exists() or not any(raw.iterdir())
+    sh("dvc", "checkout", "download@esc50", cwd=repo)
     assert sorted((p.relative_to(raw), p.stat().st_size) for p in raw.rglob("*")) == before
     assert "up to date" in sh("dvc", "status", cwd=repo)
 
@@ -188,7 +194,7 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert ran == {name for dataset in ("esc50", "freesound") for name in (
         f"train-nn-2layer@{dataset}", f"ensemble-member@{dataset}-nn-2layer",
-        f"train-ensemble@{dataset}")} | {"compare"}, log  # a member
+        f"train-ensemble@{dataset}", f"details@{dataset}")} | {"compare"}, log  # a member
     after = {m: (repo / f"metrics/esc50/details/{m}.json").read_text() for m in MODELS}
     assert after["nn-2layer"] != before["nn-2layer"]
     assert after["svc"] == before["svc"] and after["nn-5layer"] == before["nn-5layer"]
@@ -200,7 +206,8 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     # other members by params alone: the ensemble reruns on those already made
     log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
-    assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "compare"}, log
+    assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "details@esc50",
+                   "details@freesound", "compare"}, log
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
     assert set(ensemble["weights"]) == {"svc", "pretrained"}
     # ... and a model that is no longer a member changes without rerunning it

@@ -49,8 +49,29 @@ def every_command() -> list[tuple[str, list[str]]]:
             for c in commands(path)]
 
 
-def with_overrides(words: list[str]) -> dict:
-    """params.yaml with every ``-S key=value`` of the command applied, as DVC does."""
+def alternatives(text: str) -> list[str]:
+    """A sweep's values (``-S 'svc.C=0.1,0.3'`` queues an experiment for each: DVC's Hydra
+    syntax), or the one value; a comma inside brackets is a list's."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def sweep_size(words: list[str]) -> int:
+    """How many experiments the command's ``-S`` sweeps name (1 without a sweep)."""
+    return max([len(alternatives(v.partition("=")[2]))
+                for f, v in zip(words, words[1:], strict=False) if f == "-S"] or [1])
+
+
+def with_overrides(words: list[str], pick: int = 0) -> dict:
+    """params.yaml with every ``-S key=value`` of the command applied, as DVC does: of a
+    sweep, value number ``pick`` (the last where it has fewer)."""
     params = copy.deepcopy(PARAMS)
     if any(w.endswith("bench_pipeline.py") for w in words):  # it sets datasets itself
         params["datasets"] = [words[words.index("--dataset") + 1] if "--dataset" in words
@@ -65,7 +86,8 @@ def with_overrides(words: list[str]) -> dict:
             assert isinstance(node.get(part), dict), f"-S {value}: no section {part!r}"
             node = node[part]
         assert key.startswith("+") or last in node, f"-S {value}: no key {key!r}"
-        node[last] = yaml.safe_load(text)
+        values = alternatives(text)
+        node[last] = yaml.safe_load(values[min(pick, len(values) - 1)])
     return params
 
 
@@ -86,13 +108,16 @@ def source_of(words: list[str]) -> Path | None:
 
 
 def written_by_dvc_yaml() -> list[re.Pattern]:
-    """Every output and metric path of dvc.yaml, ``${...}`` as any name."""
+    """Every output and metric path of dvc.yaml (and the files inside an output folder),
+    ``${...}`` as any name."""
     paths = []
     for stage in DVC_YAML["stages"].values():
         block = stage.get("do", stage)
         for entry in block.get("outs", []) + block.get("metrics", []):
             path = next(iter(entry)) if isinstance(entry, dict) else entry
-            paths.append(re.compile(re.sub(r"\\\$\\\{[^}]+\\\}", "[^/]+", re.escape(path))))
+            # the path, or a file inside it (an output folder)
+            paths.append(re.compile(re.sub(r"\\\$\\\{[^}]+\\\}", "[^/]+", re.escape(path))
+                                    + "(/.+)?"))
     return paths
 
 
@@ -105,7 +130,8 @@ def test_the_docs_have_commands_to_check():
 @pytest.mark.parametrize("where, words", every_command(), ids=lambda v: None)
 def test_every_documented_command_is_valid(where, words):
     if "-S" in words:
-        assert problems(with_overrides(words)) == [], where
+        for pick in range(sweep_size(words)):
+            assert problems(with_overrides(words, pick)) == [], where
     source = source_of(words)
     if source is not None:
         assert source.is_file(), f"{where}: {source.relative_to(REPO)} does not exist"
@@ -123,3 +149,6 @@ def test_a_wrong_param_is_caught():
     with pytest.raises(AssertionError):
         with_overrides(["dvc", "exp", "run", "-S", "nn.layerz=[4]"])
     assert problems(with_overrides(["dvc", "exp", "run", "-S", "svc.C=-1"]))
+    sweep = ["dvc", "exp", "run", "--queue", "-S", "svc.C=0.1,-1", "-S", "nn.layers=[8,4]"]
+    assert sweep_size(sweep) == 2 and with_overrides(sweep)["nn"]["layers"] == [8, 4]
+    assert not problems(with_overrides(sweep, 0)) and problems(with_overrides(sweep, 1))
