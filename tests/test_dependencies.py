@@ -207,3 +207,20 @@ def test_a_new_nn_training_setting_reruns_both_nn_stages_but_layers_only_its_own
     assert declares(two, new_setting) and declares(five, new_setting)
     assert declares(two, "nn.layers") and not declares(five, "nn.layers")
     assert declares(five, "nn_deep.layers") and not declares(two, "nn_deep.layers")
+
+
+# the stages that write git-tracked files (plain outputs with cache: false): cheap copies
+# and tables, which rerun in every queued experiment
+GIT_WRITERS = {"details", "compare"}
+
+
+def test_every_other_stage_is_restorable_from_the_run_cache():
+    """DVC saves a stage's runs only if no output is persistent and none is `cache: false`
+    but metrics and plots; a queued experiment skips a stage only by restoring it."""
+    for name, stage in DVC_YAML["stages"].items():
+        outs = [entry for entry in stage.get("do", stage).get("outs", [])
+                if isinstance(entry, dict)]
+        options = {path: opts or {} for entry in outs for path, opts in entry.items()}
+        assert not [p for p, o in options.items() if o.get("persist")], name
+        uncached = [p for p, o in options.items() if o.get("cache") is False]
+        assert not uncached or name in GIT_WRITERS, (name, uncached)
