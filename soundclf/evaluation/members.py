@@ -46,7 +46,6 @@ class MemberRound:
         return Round(self.name, table, [])
 
 
-
 def load_members(folder: Path, members: list[str]) -> list[MemberRound]:
     """Every round of the members' probabilities, checked to be of the same clips."""
     tables = {}
@@ -85,7 +84,6 @@ def load_members(folder: Path, members: list[str]) -> list[MemberRound]:
     return found
 
 
-
 def inner_accuracy(combination: Combination, rnd: MemberRound, classes: np.ndarray
                    ) -> float | None:
     """The combination's accuracy on the training clips, each inner fold predicted by the
@@ -100,7 +98,6 @@ def inner_accuracy(combination: Combination, rnd: MemberRound, classes: np.ndarr
         fitted = combination.fit(x[~held], labels[~held], classes)
         hits += int((fitted.predict(x[held]) == labels[held]).sum())
     return hits / len(labels)
-
 
 
 def fit_round(params: dict, rnd: MemberRound) -> tuple[Combination, RoundResult]:

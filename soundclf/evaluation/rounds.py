@@ -71,7 +71,6 @@ class Round:
         return self.table.loc[~finite, ["filename", "split"]]
 
 
-
 def load_rounds(path: Path) -> list[Round]:
     """Every evaluation round of a normalize stage output, the primary one first.
 
@@ -83,7 +82,6 @@ def load_rounds(path: Path) -> list[Round]:
         return [Round("valid", table, features)]
     return [Round(str(name), part.reset_index(drop=True), features)
             for name, part in table.groupby("round", sort=False)]
-
 
 
 def recording_groups(rows: pd.DataFrame) -> np.ndarray:
@@ -105,7 +103,6 @@ class RoundResult:
     probabilities: np.ndarray | None = None
     # the training clips' out-of-fold probabilities (tune.out_of_fold), if computed
     oof: pd.DataFrame | None = None
-
 
 
 def round_classes(rnd: Round) -> np.ndarray:

@@ -25,7 +25,6 @@ def classification_metrics(actual, predicted) -> dict[str, float]:
     }
 
 
-
 @dataclass
 class Scores:
     """Scores of validation predictions, per evaluation round and over the rounds."""
@@ -53,7 +52,6 @@ class Scores:
                 for m in METRICS}
 
 
-
 def check_not_collapsed(predicted, n_classes: int, model: str) -> None:
     predicted_classes = np.unique(np.asarray(predicted))
     if n_classes > 1 and len(predicted_classes) == 1:
@@ -62,7 +60,6 @@ def check_not_collapsed(predicted, n_classes: int, model: str) -> None:
             f"validation clip; refusing to write metrics for a collapsed model "
             f"(check the learning rate, the scaler and the labels)"
         )
-
 
 
 def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
@@ -74,13 +71,11 @@ def predictions_table(results: list[RoundResult]) -> pd.DataFrame:
     }) for r in results], ignore_index=True)
 
 
-
 def scores_of(metrics: dict) -> dict:
     """The scores alone of :func:`write_results`'s metrics (and their ``std`` over the
     rounds): what ``dvc metrics show`` lists, a row per dataset and model."""
     return {**{m: metrics[m] for m in METRICS},
             **({"std": metrics["std"]} if "std" in metrics else {})}
-
 
 
 def write_results(model: str, results: list[RoundResult], metrics_path: Path,
@@ -114,7 +109,6 @@ def write_results(model: str, results: list[RoundResult], metrics_path: Path,
     if scores_path is not None:
         write_json(scores_path, scores_of(metrics))
     return metrics
-
 
 
 def headline(metrics: dict) -> str:

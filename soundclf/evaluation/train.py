@@ -59,7 +59,6 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
     return fitted, result
 
 
-
 def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:
     """The class probabilities a model gave in every round, what the ensemble reads: a row
     per training clip (out of fold, with its inner ``fold``) and per validation clip (from
@@ -78,7 +77,6 @@ def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:
     table = pd.concat(parts, ignore_index=True)
     meta = ["round", "split", "filename", "label", "fold"]
     return table[meta + [c for c in table.columns if c not in meta]]
-
 
 
 def read_scaler(path: Path):

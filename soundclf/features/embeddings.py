@@ -36,7 +36,6 @@ from soundclf.table import save_inputs
 POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
 
 
-
 @dataclass(frozen=True)
 class EncoderWindows(Recipe):
     """A whole clip cut into the encoder's input windows (computed in the workers). The
@@ -57,7 +56,6 @@ class EncoderWindows(Recipe):
         front = self.front_end
         return [front.windows(front.spectrogram(y, self.peak_normalize), self.hop)
                 .astype(np.float32) for y in ys]
-
 
 
 def embed(results: Results, net: nn.Module, batch_size: int, device: torch.device,
@@ -85,11 +83,9 @@ def embed(results: Results, net: nn.Module, batch_size: int, device: torch.devic
         yield from flush()
 
 
-
 def pool(windows: np.ndarray, pooling: list[str]) -> np.ndarray:
     """(len(pooling) x dim,) of a clip's (windows, dim) embeddings."""
     return np.concatenate([POOLING[stat](windows, axis=0) for stat in pooling])
-
 
 
 def encoder_windows(params: dict, device: torch.device) -> EncoderWindows:
@@ -103,13 +99,11 @@ def encoder_windows(params: dict, device: torch.device) -> EncoderWindows:
                    device=device.type)
 
 
-
 def network(recipe: EncoderWindows, weights: Path, device: torch.device) -> nn.Module:
     """The recipe's encoder with the weights of ``weights``, checked against its SHA-256."""
     enc = encoder(recipe.encoder)
     verify_checkpoint(weights, recipe.weights, enc.name)
     return load_network(enc, weights, device)
-
 
 
 def write_embeddings(dataset: str, raw_dir: Path, weights: Path, params: dict, out: Path,

@@ -24,13 +24,11 @@ SCALER_CLASSES = {
 }
 
 
-
 assert set(SCALER_CLASSES) == set(SCALERS)
 
 
 def make_scaler(name: str) -> TransformerMixin:
     return SCALER_CLASSES[name]()
-
 
 
 def normalize(
@@ -52,12 +50,10 @@ def normalize(
     return out, scaler
 
 
-
 def untrained_classes(labels: pd.Series, is_valid: np.ndarray) -> list[str]:
     """The classes of a round's validation clips that none of its training clips has."""
     labels = labels.astype(str).to_numpy()
     return sorted(set(labels[is_valid]) - set(labels[~is_valid]))
-
 
 
 def normalize_rounds(

@@ -48,7 +48,6 @@ class SummaryFeatures(Recipe):
         return dict(zip(BLOCKS, (1 + self.n_fft // 2, self.n_mels, self.cqt_bins), strict=True))
 
 
-
 def feature_names(params: SummaryFeatures) -> list[str]:
     """Column names in the original order: per block, all means then all stds."""
     names = []
@@ -58,11 +57,9 @@ def feature_names(params: SummaryFeatures) -> list[str]:
     return names
 
 
-
 def _mean_std(x: np.ndarray) -> np.ndarray:
     """Per-bin mean then standard deviation over time: (..., bins, frames) -> (..., 2 * bins)."""
     return np.concatenate([np.mean(x, axis=-1), np.std(x, axis=-1)], axis=-1)
-
 
 
 def batch_features(ys: np.ndarray, params: SummaryFeatures) -> np.ndarray:
@@ -85,11 +82,9 @@ def batch_features(ys: np.ndarray, params: SummaryFeatures) -> np.ndarray:
     return np.concatenate([_mean_std(stft), _mean_std(mel_db), _mean_std(cqt)], axis=-1)
 
 
-
 def clip_features(y: np.ndarray, params: SummaryFeatures) -> np.ndarray:
     """The feature vector of one loaded clip, in :func:`feature_names` order."""
     return batch_features(y[np.newaxis], params)[0]
-
 
 
 def file_features(path: str | Path, params: SummaryFeatures) -> np.ndarray:
@@ -98,7 +93,6 @@ def file_features(path: str | Path, params: SummaryFeatures) -> np.ndarray:
 
 
 WRITE_CHUNK = 512  # clips per parquet row group
-
 
 
 def write_table(dest: Path, meta: pd.DataFrame, keys: list[str], cache: ClipCache,
@@ -119,7 +113,6 @@ def write_table(dest: Path, meta: pd.DataFrame, keys: list[str], cache: ClipCach
             writer.close()
 
     write_with(dest, write)
-
 
 
 def write_features(dataset: str, raw_dir: Path, params: dict, out: Path, metrics: Path,

@@ -30,13 +30,10 @@ PUBLISHED = {
 }
 
 
-
 PUBLISHED_ARCH = {"nn-2layer": "[200, 100]", "nn-5layer": "[400, 300, 200, 100, 50]"}
 
 
-
 DATASET_NAMES = {"esc50": "ESC-50", "esc10": "ESC-10", "freesound": "FreeSound"}
-
 
 
 def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.DataFrame]:
@@ -63,7 +60,6 @@ def load_predictions(pred_dir: Path, params: dict) -> dict[tuple[str, str], pd.D
     return found
 
 
-
 def collect(predictions: dict[tuple[str, str], pd.DataFrame], params: dict) -> pd.DataFrame:
     """One row per dataset x model: architecture, scores, and the published figures."""
     rows, registry = [], models.every()
@@ -82,7 +78,6 @@ def collect(predictions: dict[tuple[str, str], pd.DataFrame], params: dict) -> p
     return pd.DataFrame(rows)
 
 
-
 def _pct(value, std=None) -> str:
     if value is None or pd.isna(value):
         return "-"
@@ -90,12 +85,10 @@ def _pct(value, std=None) -> str:
     return f"{100 * value:.2f}%{spread}"
 
 
-
 def _f1(value) -> str:
     if value is None or pd.isna(value):
         return "-"
     return f"{value:.3f}" if value >= 0.01 else f"{value:.4f}"  # published 0.0002 stays visible
-
 
 
 def cross_dataset_summary(rows: pd.DataFrame) -> str:
@@ -118,7 +111,6 @@ def cross_dataset_summary(rows: pd.DataFrame) -> str:
             f"| {winner} | {published} |"
         )
     return "\n".join(lines) + "\n"
-
 
 
 def markdown_table(rows: pd.DataFrame) -> str:
@@ -152,7 +144,6 @@ def markdown_table(rows: pd.DataFrame) -> str:
         "not from fold 5; its FreeSound NN figure is the failed run "
         "(an integer label trained as a one-output regression).\n"
     )
-
 
 
 def scores_by_dataset(rows: pd.DataFrame) -> dict:
