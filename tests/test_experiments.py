@@ -106,9 +106,11 @@ def test_exp_run_cross_validation_on_one_dataset(project):
              "-S", "nn.training.early_stopping=5", cwd=repo)
     assert log.count("1 recording(s) give clips to different classes in different folds") == 1
     compare = json.loads((repo / "metrics/compare.json").read_text())
-    # the CNN's experiment left its predictions; compare reads a model where it runs
-    assert (repo / "plots/predictions/esc50/cnn.csv").is_file()
+    # the CNN no longer runs: the experiment's checkout took its outputs away, its metrics
+    # and plots too (its runs stay in the run-cache); compare and details list the others
+    assert not (repo / "plots/predictions/esc50/cnn.csv").exists()
     assert set(compare) == {"esc50"} and set(compare["esc50"]) == set(MODELS)
+    assert sorted(p.stem for p in (repo / "metrics/esc50/details").iterdir()) == sorted(MODELS)
     normalized = pd.read_parquet(repo / "data/normalized/esc50.parquet",
                                  columns=["round", "split", "filename", "src_file", "label"])
     assert list(normalized["round"].unique()) == ["fold5", "fold1", "fold2", "fold3", "fold4"]

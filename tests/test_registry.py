@@ -23,6 +23,7 @@ from soundclf import models, params
 from soundclf.evaluation import tune
 from soundclf.evaluation.rounds import Round
 from soundclf.reporting.compare import collect, load_predictions
+from soundclf.reporting.details import copy_details
 from stages import train, train_ensemble
 from tests.conftest import REPO
 from tests.e2e import sh
@@ -135,6 +136,30 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     assert ("esc50", "cnn") not in load_predictions(tmp_path / "predictions", config)
     config["cnn"]["datasets"] = ["esc50"]
     assert ("esc50", "cnn") in load_predictions(tmp_path / "predictions", config)
+
+
+def test_details_copies_the_figures_of_the_models_that_run(tmp_path):
+    """The details stage's copy into git: the dataset's files and every running model's
+    figures; a file the CNN left outside cnn.datasets stays out, a missing count is named."""
+    results, metrics = tmp_path / "results", tmp_path / "metrics"
+    results.mkdir()
+    for name in ("dataset.json", "features.json", "svc.json", "knn.json", "cnn.json"):
+        (results / name).write_text(f'{{"file": "{name}"}}')
+    (results / "skipped.csv").write_text("filename,error\n")
+    config = {"datasets": ["esc50"], "cnn": {"datasets": []}}
+    copied = copy_details(results, metrics, "esc50", config)
+    assert sorted(copied) == ["dataset.json", "details/svc.json", "features.json",
+                              "skipped.csv"]  # knn.json: no such model registered
+    assert (metrics / "details/svc.json").read_text() == '{"file": "svc.json"}'
+    config["cnn"]["datasets"] = ["esc50"]
+    copy_details(results, metrics, "esc50", config)
+    assert sorted(p.name for p in (metrics / "details").iterdir()) == ["cnn.json", "svc.json"]
+    config["cnn"]["datasets"] = []  # switched off again: its copy goes too
+    copy_details(results, metrics, "esc50", config)
+    assert sorted(p.name for p in (metrics / "details").iterdir()) == ["svc.json"]
+    (results / "features.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"results/features.json is missing"):
+        copy_details(results, metrics, "esc50", config)
 
 
 # the stages of the other models and their inputs, which the new model does not need
