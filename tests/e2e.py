@@ -58,3 +58,15 @@ def small_training(params: dict) -> None:
     params["features"]["n_jobs"] = 2
     params["nn"]["training"].update(epochs=15, lr=0.01, batch_size=8)
     params["oof"]["folds"] = 1
+
+
+def esc50_alone(esc50_zip: Path, weights: dict[str, str]) -> Callable[[dict], None]:
+    """The params edit of a project on the synthetic ESC-50 alone, with the demo
+    checkpoint and :func:`small_training`."""
+    def edit(params: dict) -> None:
+        params["datasets"] = ["esc50"]
+        params["data"]["esc50"]["url"] = str(esc50_zip)
+        params["weights"]["aisfx"] = weights
+        small_training(params)
+
+    return edit

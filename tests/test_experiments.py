@@ -20,20 +20,15 @@ import yaml
 
 from soundclf.predict import main as predict
 from tests.conftest import REPO
-from tests.e2e import MODELS, committed_project, sh, small_training
+from tests.e2e import MODELS, committed_project, esc50_alone, sh
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, esc50_zip, demo_weights) -> Path:
-    def edit(params: dict) -> None:
-        params["datasets"] = ["esc50"]
-        params["data"]["esc50"]["url"] = str(esc50_zip)
-        params["weights"]["aisfx"] = demo_weights
-        small_training(params)
-
-    repo = committed_project(tmp_path_factory.mktemp("experiments"), edit)
+    repo = committed_project(tmp_path_factory.mktemp("experiments"),
+                             esc50_alone(esc50_zip, demo_weights))
     sh("dvc", "repro", cwd=repo)
     return repo
 

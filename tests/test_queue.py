@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import committed_project, sh, small_training
+from tests.e2e import committed_project, esc50_alone, sh
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +33,8 @@ READERS = {"train-ensemble@esc50", "details@esc50", "compare"}
 
 @pytest.fixture(scope="module")
 def queue(tmp_path_factory, esc50_zip, demo_weights) -> tuple[Path, dict[str, str]]:
-    def edit(params: dict) -> None:
-        params["datasets"] = ["esc50"]
-        params["data"]["esc50"]["url"] = str(esc50_zip)
-        params["weights"]["aisfx"] = demo_weights
-        small_training(params)
-
-    repo = committed_project(tmp_path_factory.mktemp("queue"), edit)
+    repo = committed_project(tmp_path_factory.mktemp("queue"),
+                             esc50_alone(esc50_zip, demo_weights))
     sh("dvc", "repro", cwd=repo)  # not committed: the queue has the run-cache alone
     names = {}
     for setting in EXPERIMENTS:
