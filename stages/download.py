@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = download(args.dataset, load_params(), args.out_dir, args.cache)
     except (DownloadError, LayoutError, ParamError) as exc:
         kept = "" if args.out_dir.exists() else (
-            f" (under dvc repro, the previous {args.out_dir} is in DVC's cache: "
+            f" (if an earlier dvc repro made {args.out_dir}, DVC keeps it in its cache: "
             f"dvc checkout download@{args.dataset} brings it back)")
         sys.exit(f"download {args.dataset}: {exc}{kept}")
     write_json(args.metrics, counts)
