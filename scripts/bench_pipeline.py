@@ -126,6 +126,28 @@ def set_value(params: dict, key: str, text: str) -> None:
     node[last] = read_yaml(text)
 
 
+def bench_project(project: Path, data: Path, dataset: str, settings: list[str]) -> dict:
+    """A fresh copy of the project in ``project`` (emptied first), pointed at ``data`` for
+    ``dataset`` alone, ``settings`` (``KEY=VALUE``) set as ``dvc exp run -S`` sets them,
+    committed to a git repository of its own; returns its params."""
+    if project.exists():
+        shutil.rmtree(project)
+    project.mkdir(parents=True)
+    copy_project(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["datasets"] = [dataset]
+    params["data"][dataset]["url"] = str(data)
+    for item in settings:
+        key, _, value = item.partition("=")
+        set_value(params, key, value)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+                 "commit", "-qm", "bench"]):
+        subprocess.run(cmd, cwd=project, check=True, capture_output=True)
+    return params
+
+
 def run(cmd: list[str], cwd: Path, log: Path) -> float:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -200,23 +222,9 @@ def main() -> None:
           f"{sorted(int(f) for f in meta['fold'].unique())} -> {data}")
 
     project = work / "project"
-    if project.exists():
-        shutil.rmtree(project)
-    project.mkdir()
-    copy_project(project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["datasets"] = [args.dataset]
-    params["data"][args.dataset]["url"] = str(data)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        set_value(params, key, value)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params = bench_project(project, data, args.dataset, args.set)
     log = work / "bench.log"
     log.write_text("")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
-                 "commit", "-qm", "bench"]):
-        run(cmd, project, log)
 
     times = {}  # a stage's runs together: one per ensemble member (ensemble-member)
     for name in stages_of(project, params, args.dataset):

@@ -6,10 +6,11 @@
 RECORDINGS is a folder in the ESC-50 layout (as for scripts/bench_pipeline.py). The
 project (what git would commit) is copied into a fresh git repository, pointed at the
 recordings (``datasets: [<dataset>]``, ``-S`` values as ``dvc exp run -S`` sets them) and
-committed; `dvc repro` runs once (not committed, as after a user's first run), then
-``dvc exp run --queue -S <sweep>`` queues one experiment per value and ``dvc queue start
--j N`` runs them. Prints both wall times and their ratio, which stages each experiment ran
-(the others were restored from DVC's run-cache) and every experiment's accuracy.
+committed (scripts/bench_pipeline.bench_project); `dvc repro` runs once (not committed, as
+after a user's first run), then ``dvc exp run --queue -S <sweep>`` queues one experiment
+per value and ``dvc queue start -j N`` runs them. Prints both wall times and their ratio,
+which stages each experiment ran (the others were restored from DVC's run-cache) and
+every experiment's accuracy.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from scripts.bench_pipeline import copy_project, esc50_folder, set_value  # noqa: E402
+from scripts.bench_pipeline import bench_project, esc50_folder  # noqa: E402
 
 
 def main() -> None:
@@ -45,15 +44,7 @@ def main() -> None:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     project = work / "project"
-    project.mkdir(parents=True)
-    copy_project(project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["datasets"] = [args.dataset]
-    params["data"][args.dataset]["url"] = str(esc50_folder(args.recordings.resolve()))
-    for item in args.set:
-        key, _, value = item.partition("=")
-        set_value(params, key, value)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bench_project(project, esc50_folder(args.recordings.resolve()), args.dataset, args.set)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
@@ -68,8 +59,6 @@ def main() -> None:
                              f"{work / 'bench.log'}")
         return result.stdout
 
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        run(*cmd)
     start = time.perf_counter()
     run("dvc", "repro")
     repro = time.perf_counter() - start
