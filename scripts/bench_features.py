@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +21,9 @@ from pathlib import Path
 import joblib
 import librosa
 import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.peak_memory import PeakMemory, tree_rss  # noqa: E402
 from soundclf.features.summary import (  # noqa: E402
     SummaryFeatures,
     extract_features,  # noqa: E402
@@ -48,37 +47,14 @@ def naive_features(path: str) -> np.ndarray:
     ])
 
 
-def tree_rss() -> int:
-    """Resident memory of this process and all its children, in bytes."""
-    me = psutil.Process()
-    total = me.memory_info().rss
-    for child in me.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 def measure(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, int]:
     """Run ``run``; returns its result, the seconds it took and its peak extra memory."""
     baseline = tree_rss()
-    peak = baseline
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(0.05):
-            peak = max(peak, tree_rss())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    result = run()
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    return result, seconds, max(peak, tree_rss()) - baseline
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - start
+    return result, seconds, memory.peak - baseline
 
 
 def block_differences(ours: np.ndarray, ref: np.ndarray, names: list[str]) -> list[str]:

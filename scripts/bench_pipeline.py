@@ -11,7 +11,8 @@ The project (what git would commit) is copied into a fresh git repository in the
 workdir, params.yaml points ``data.<dataset>.url`` at the dataset (``datasets:
 [<dataset>]``), ``-S`` values are set as ``dvc exp run -S`` would, and each stage runs
 alone with ``dvc repro -s``, in the order of the DAG, timed as a whole process (DVC's own
-start-up included). Prints a table of stage times with the totals, every model's accuracy
+start-up included). Prints a table of stage times with the totals, each stage's peak memory (its
+process tree's, scripts.peak_memory) beside the size of its data inputs, every model's accuracy
 (mean ± std over the rounds, and each round's), and with ``--naive`` the feature stage
 against the original one-clip-at-a-time loop over the same clips, whole process.
 
@@ -42,6 +43,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from scripts.peak_memory import PeakMemory  # noqa: E402
 from soundclf import models  # noqa: E402
 from soundclf.params import read_yaml  # noqa: E402
 
@@ -148,18 +150,30 @@ def bench_project(project: Path, data: Path, dataset: str, settings: list[str]) 
     return params
 
 
-def run(cmd: list[str], cwd: Path, log: Path) -> float:
+def run(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
+    """Run ``cmd``, its output appended to ``log``; its wall seconds and the peak resident
+    memory of its process tree (scripts.peak_memory), in bytes."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        result = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        with PeakMemory(process.pid) as memory:
+            returncode = process.wait()
     seconds = time.perf_counter() - start
-    if result.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {result.returncode}); see {log}")
-    return seconds
+    if returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {returncode}); see {log}")
+    return seconds, memory.peak
+
+
+def inputs_size(project: Path, stage: str) -> int:
+    """Bytes of the stage's dependencies under data/ (its data, not its code), from
+    dvc.lock."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get(stage, {})
+    return sum(dep.get("size", 0) for dep in lock.get("deps", [])
+               if dep["path"].startswith("data/"))
 
 
 def model_table(metrics: Path) -> str:
@@ -226,22 +240,29 @@ def main() -> None:
     log = work / "bench.log"
     log.write_text("")
 
-    times = {}  # a stage's runs together: one per ensemble member (ensemble-member)
+    times, peaks, sizes = {}, {}, {}  # a stage's runs together: one per ensemble member
     for name in stages_of(project, params, args.dataset):
         stage = name.split("@")[0]
         if stage in args.skip:
             continue
-        seconds = run(["dvc", "repro", "-s", name], project, log)
+        seconds, peak = run(["dvc", "repro", "-s", name], project, log)
+        size = inputs_size(project, name)
         times[stage] = times.get(stage, 0.0) + seconds
-        print(f"  {name:<36} {seconds:7.1f} s", flush=True)
+        peaks[stage] = max(peaks.get(stage, 0), peak)
+        sizes[stage] = max(sizes.get(stage, 0), size)
+        print(f"  {name:<36} {seconds:7.1f} s  peak {peak / 2**30:5.2f} GB  "
+              f"inputs {size / 2**20:7.1f} MB", flush=True)
     after = sum(t for s, t in times.items() if s != "download")
     settings = " ".join(f"-S {s}" for s in args.set) or "(default params)"
     print(f"\n{len(meta)} clips, {args.dataset}, {settings}, {os.cpu_count()} cores\n")
-    print("| stage | seconds |\n|---|---|")
+    print("| stage | seconds | peak memory (GB) | its data inputs (MB) |\n|---|---|---|---|")
     for stage, seconds in times.items():
-        print(f"| {stage} | {seconds:.1f} |")
-    print(f"| **all after download** | **{after:.1f}** |")
-    print(f"| all | {sum(times.values()):.1f} |\n")
+        print(f"| {stage} | {seconds:.1f} | {peaks[stage] / 2**30:.2f} | "
+              f"{sizes[stage] / 2**20:.1f} |")
+    print(f"| **all after download** | **{after:.1f}** | {max(peaks.values()) / 2**30:.2f} | |")
+    print(f"| all | {sum(times.values()):.1f} | | |\n")
+    print("(peak memory: resident memory of the `dvc repro -s` process and all its children "
+          "together, sampled every 0.2 s; a stage run per member: the largest)")
     if args.clips:
         print("(cycled recordings with invented labels: a cost measurement, no accuracy)")
     else:
@@ -250,7 +271,7 @@ def main() -> None:
         paths = sorted(str(p) for p in (data / "audio").iterdir())
         script = work / "naive.py"
         script.write_text(NAIVE.format(repo=str(REPO)))
-        naive = run([sys.executable, str(script), *paths], work, log)
+        naive, _ = run([sys.executable, str(script), *paths], work, log)
         stage = times["feature-extraction"]
         print(f"\nfeatures, {len(paths)} clips, whole process: stage {stage:.1f} s (dvc repro -s),"
               f" naive loop {naive:.1f} s: {naive / stage:.2f}x the naive loop")
