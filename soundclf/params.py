@@ -21,6 +21,7 @@ import yaml
 
 PARAMS_FILE = "params.yaml"
 SCALERS = ("none", "standard", "minmax", "robust")
+PRECISIONS = ("auto", "bf16", "fp32")
 CLASS_WEIGHTS = ("none", "balanced")
 COMBINATIONS = ("weighted", "vote")  # ensemble.combine (soundclf.models.ensemble)
 METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")  # every model's scores
@@ -216,6 +217,7 @@ SCHEMA: dict[str, Validator] = {
     "cnn.training.early_stopping": optional(integer(1)),
     "cnn.training.early_stopping_valid": fraction,
     "cnn.training.device": one_of("auto", "cpu", "cuda"),
+    "cnn.training.precision": one_of(*PRECISIONS),  # soundclf.devices.autocast_dtype
     "weights.aisfx.url": location,
     "weights.aisfx.sha256": sha256_digest,  # the checkpoint's, always checked
     "embeddings.encoder": one_of("aisfx"),  # soundclf.features.encoders.ENCODERS

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from soundclf import memory
 from soundclf.evaluation.probabilities import TrainingError
 from soundclf.evaluation.rounds import (
     Round,
@@ -69,6 +70,14 @@ def one_thread() -> Iterator[None]:
                 torch.set_num_threads(before)
 
 
+def fit_memory(estimator: Any, X, y) -> int:
+    """About how many bytes fitting ``estimator`` on ``X, y`` takes beyond them: its own
+    ``fit_memory`` where it has one (the networks), else three copies of ``X`` (what
+    scikit-learn's solvers make of their input, at most)."""
+    own = getattr(estimator, "fit_memory", None)
+    return int(own(X, y)) if own else 3 * len(X) * np.asarray(X[:1]).nbytes
+
+
 def fit_offering(estimator: Any, X, y, **offered: Any) -> Any:
     """``estimator.fit(X, y)``, also given those of ``offered`` that are not None and that
     its ``fit`` signature names (``groups``, ``watch``, ``live``)."""
@@ -85,7 +94,8 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
     names them: ``groups``, the recording of each training clip (``src_file``: for folds
     carved inside the training part); ``watch``, the validation part's ``(X, y)``, which an
     NN reports each epoch without learning from it; ``live``, a dvclive ``Live`` for
-    per-epoch curves. The fitted estimator's ``fit_info_`` (a dict of numbers, if it has
+    per-epoch curves. What the fit freed is handed back to the system when it ends
+    (soundclf.memory.release). The fitted estimator's ``fit_info_`` (a dict of numbers, if it has
     one) joins the round's figures, and its class probabilities of the validation clips
     (:func:`class_probabilities`) join the RoundResult. A ConvergenceWarning is printed with
     the round's name.
@@ -104,9 +114,10 @@ def fit_predict(estimator: Any, rnd: Round, live: Any = None) -> tuple[Any, Roun
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
     x_valid = rnd.xy("valid")[0]
-    return estimator, RoundResult(
-        rnd, estimator.predict(x_valid), dict(getattr(estimator, "fit_info_", {})),
-        class_probabilities(estimator, x_valid, round_classes(rnd)))
+    result = RoundResult(rnd, estimator.predict(x_valid), dict(getattr(estimator, "fit_info_", {})),
+                         class_probabilities(estimator, x_valid, round_classes(rnd)))
+    memory.release()  # what the fit freed goes back to the system (soundclf.memory)
+    return estimator, result
 
 
 def train_rounds(

@@ -19,10 +19,11 @@ from pathlib import Path
 import joblib
 import pandas as pd
 from dvclive import Live
+from joblib import effective_n_jobs
 
-from soundclf import models, trained
+from soundclf import memory, models, trained
 from soundclf.evaluation import tune
-from soundclf.evaluation.fit import fit_predict, train_rounds
+from soundclf.evaluation.fit import fit_memory, fit_predict, train_rounds
 from soundclf.evaluation.rounds import Round, RoundResult, round_classes
 from soundclf.io import atomic_dir, write_with
 from soundclf.params import ParamError
@@ -44,6 +45,7 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
     # the inner folds, cut once for the search and the out-of-fold probabilities
     inner = tune.inner_rounds(rnd, params, None) if out_of_fold or tune.grid(params, model) \
         else None
+    check_memory(model, params, rnd, inner)
     tuned, chosen, known = tune.search_folds(model, params, rnd, inner)
     oof = tune.out_of_fold(model, tuned, rnd, known, inner) if out_of_fold else None
     estimator = model.build(tuned, rnd.features)
@@ -57,6 +59,28 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
     result.extra.update(chosen)
     result.oof = oof
     return fitted, result
+
+
+def check_memory(model: models.Model, params: dict, rnd: Round,
+                 inner: dict[str, Round] | None) -> None:
+    """Refuse the round before any training if its fits would not fit in memory.
+
+    Up to ``tune.n_jobs`` inner fits (the search's, the out-of-fold ones) run at once in
+    worker processes, each holding about what this process holds (the libraries, the
+    round's data) plus its fit's own memory (soundclf.evaluation.fit.fit_memory); the
+    round's final fit runs here after them, while the idle workers keep their base.
+    """
+    x, y = rnd.xy("train")
+    estimator = model.build(params, rnd.features)
+    per_fit = fit_memory(estimator, x, y)
+    inner_fits = len(inner or {}) * max(len(tune.combinations(tune.grid(params, model))), 1)
+    workers = min(effective_n_jobs(params["tune"]["n_jobs"]), inner_fits) if inner_fits > 1 \
+        else 0
+    lower = "tune.n_jobs" + (f" or {model.section}.batch_size"
+                             if hasattr(estimator, "batch_size") else "")
+    memory.check_fits(workers * (memory.rss() + per_fit) + per_fit,
+                      f"training {model.name} in round {rnd.name} ({workers} fits at once in "
+                      "worker processes, tune.n_jobs, then one here)", lower)
 
 
 def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:

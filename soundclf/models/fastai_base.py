@@ -40,9 +40,10 @@ from fastai.tabular.all import (
     set_seed,
 )
 from fastai.torch_core import norm_bias_params
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_class_weight
 
+from soundclf import memory
 from soundclf.evaluation.folds import class_folds
 from soundclf.evaluation.probabilities import TrainingError
 
@@ -61,6 +62,14 @@ class NaNGuard(Callback):
                 f"loss became {self.learn.loss.item()} in epoch {self.epoch + 1}; "
                 f"lower {self.section}.lr{self.hint}"
             )
+
+
+class ReturnMemory(Callback):
+    """Hand the heap's free pages back to the system after every epoch (soundclf.memory:
+    without it, glibc's heap grows by the batches' fragments epoch after epoch)."""
+
+    def after_epoch(self) -> None:
+        memory.release(collect=False)
 
 
 class RestoreBest(SaveModelCallback):
@@ -207,6 +216,8 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         vocab = list(learn.dls.vocab)
         self.columns_ = [vocab.index(c) for c in self.classes_]  # vocab order -> classes_
         self.model_ = learn.model.cpu().eval()
+        del learn  # its data, optimizer state and batches: freed, then handed back
+        memory.release()
         return self
 
     def train(self, learn: Learner, live=None) -> dict[str, float]:
@@ -216,7 +227,7 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         epoch is printed and logged by dvclive; without, training is quiet.
         """
         learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
-        callbacks = [NaNGuard(self.section, self.nan_hint), *self.callbacks()]
+        callbacks = [NaNGuard(self.section, self.nan_hint), ReturnMemory(), *self.callbacks()]
         if live:
             callbacks.append(DVCLiveCallback(live=live))
         if self.grad_clip:
@@ -236,6 +247,28 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
             return epochs[-1]
         best = int(np.argmin([e["valid_loss"] for e in epochs]))
         return {**epochs[best], "best_epoch": best + 1, "epochs_run": len(epochs)}
+
+    def fit_memory(self, X, y) -> int:
+        """About how many bytes ``fit(X, y)`` takes beyond its inputs: the rows' copies
+        (float32, the network's inputs, the batches' source tensors), the network with its
+        gradients, optimizer state and best-epoch copy, and three times the activations
+        of one batch (kept for the backward pass, their gradients, augmented copies),
+        measured by running one batch forward."""
+        probe = clone(self)
+        x = np.asarray(X[:self.batch_size], dtype=np.float32)
+        probe.prepare(x, np.arange(len(x)))
+        inputs = [torch.as_tensor(a) for a in probe.inputs(x)]
+        network = probe.network(x, len(np.unique(np.asarray(y))))
+        sizes = []
+        hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.nbytes))
+                 for m in network.modules() if not list(m.children())]
+        with torch.no_grad():
+            network.eval()(*inputs)
+        for hook in hooks:
+            hook.remove()
+        per_row = x[0].nbytes + sum(a[0].nbytes for a in inputs)
+        weights = sum(p.nbytes for p in network.parameters())
+        return 2 * len(X) * per_row + 5 * weights + 3 * sum(sizes) * self.batch_size // len(x)
 
     def decision_function(self, X) -> np.ndarray:
         inputs = self.inputs(np.asarray(X, dtype=np.float32))

@@ -1,0 +1,122 @@
+"""Memory: a fit returns what it took when it ends, in a process and in a joblib worker,
+and a round that would not fit is refused before any training (soundclf.memory)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastai.tabular.all import Callback
+from joblib import Parallel, delayed
+
+from soundclf import memory
+from soundclf.evaluation import train
+from soundclf.evaluation.fit import one_thread
+from soundclf.evaluation.rounds import Round
+from soundclf.models import get
+from soundclf.models.cnn import SpectrogramCNN
+from soundclf.params import load_params
+
+MB = 2**20
+# What a fit may hold above the level before it (its batches, network, optimizer, the
+# rows' copies), and grow by from its first epoch to the last of the last fit. Measured
+# here with repeated_fits: 226 MB above the level before, growth under 1 MB; without
+# soundclf.memory.release, 370 to 625 MB above it, growth up to 260 MB.
+BOUND = 350 * MB
+MARGIN = 24 * MB
+
+
+class EpochMemory(Callback):
+    """Records this process's resident memory after every epoch."""
+
+    order = 200  # after ReturnMemory
+
+    def __init__(self, seen: list[int]):
+        self.seen = seen
+
+    def after_epoch(self) -> None:
+        self.seen.append(memory.rss())
+
+
+def repeated_fits(fits: int = 2, epochs: int = 3) -> list[int]:
+    """Resident memory before, then after each epoch of ``fits`` fits of the CNN, on one
+    thread, on 480 random spectrograms of the pipeline's size (64 bands, 216 frames): its
+    batches' activations are tens of MB, the sizes glibc's heap keeps.
+
+    Without soundclf.memory.release, glibc keeps the batches' freed heap resident (BOUND).
+    """
+    seen: list[int] = []
+
+    class Probed(SpectrogramCNN):
+        def callbacks(self):
+            return [*super().callbacks(), EpochMemory(seen)]
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(480, 64, 216)).astype(np.float32)
+    y = np.arange(480) % 50
+    seen.append(memory.rss())
+    with one_thread():
+        for _ in range(fits):
+            model = Probed(epochs=epochs, precision="fp32", device="cpu").fit(x, y)
+            assert model.predict(x[:4]).shape == (4,)
+            del model
+    return seen
+
+
+def assert_bounded(seen: list[int]) -> None:
+    before, after = seen[0], seen[1:]
+    shown = f"{round(before / MB)} MB before, {[round(a / MB) for a in after]} MB after each epoch"
+    assert max(after) - before < BOUND, shown
+    assert max(after[1:]) - after[0] < MARGIN, shown
+
+
+@pytest.mark.slow
+def test_repeated_fits_in_one_process_return_their_memory():
+    run = subprocess.run(
+        [sys.executable, "-c", "import json; from tests.test_memory import repeated_fits; "
+                               "print(json.dumps(repeated_fits()))"],
+        capture_output=True, text=True, check=True)
+    assert_bounded(json.loads(run.stdout.splitlines()[-1]))
+
+
+@pytest.mark.slow
+def test_repeated_fits_in_a_joblib_worker_return_their_memory():
+    (after,) = Parallel(n_jobs=2)(delayed(repeated_fits)() for _ in range(1))
+    assert_bounded(after)
+
+
+def test_release_runs_without_glibc(monkeypatch):
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
+    memory.release()  # nothing to trim with: a no-op, not an error
+
+
+def test_a_round_that_would_not_fit_is_refused_before_training(monkeypatch):
+    params = load_params()
+    rng = np.random.default_rng(0)
+    n = 40
+    table = pd.DataFrame({
+        "filename": [f"{i}.wav" for i in range(n)], "label": np.arange(n) % 2,
+        "split": ["train"] * 30 + ["valid"] * 10, "fold": [1, 2, 3] * 10 + [5] * 10})
+    rnd = Round("fold5", table, [], rng.normal(size=(n, 64, 216)).astype(np.float32))
+    monkeypatch.setattr(memory, "available", lambda: 64 * MB)
+    fitted = []
+    monkeypatch.setattr(train.tune, "search_folds", lambda *a: fitted.append(a))
+    with pytest.raises(memory.OutOfMemoryError) as caught:
+        train.fit_round(get("cnn"), params, rnd, out_of_fold=True)
+    message = str(caught.value)
+    assert "training cnn in round fold5" in message
+    assert "0.1 GB is available" in message
+    assert "lower tune.n_jobs or cnn.training.batch_size" in message
+    assert not fitted  # refused before the search or any fit
+
+
+def test_the_estimate_grows_with_the_data_and_the_batch():
+    x = np.zeros((400, 64, 216), np.float32)
+    y = np.arange(400) % 10
+    small = SpectrogramCNN(batch_size=16).fit_memory(x[:200], y[:200])
+    assert SpectrogramCNN(batch_size=16).fit_memory(x, y) > small
+    assert SpectrogramCNN(batch_size=64).fit_memory(x[:200], y[:200]) > small
+    # at least the rows' own float32 bytes
+    assert small > x[:200].nbytes
