@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from soundclf.devices import autocast_dtype
 from soundclf.evaluation.probabilities import TrainingError
 from soundclf.evaluation.rounds import Round
 from soundclf.features.spectrograms import LogMelSpectrogram, write_spectrograms
@@ -26,7 +27,8 @@ FEATURES_EXEC = {"n_jobs": 1, "batch_size": 4, "backend": "local", "scheduler": 
 SMALL = {"channels": [8, 16], "dropout": 0.0, "epochs": 12, "lr": 0.01, "batch_size": 16,
          "wd": None, "shift": 0.25, "freq_mask": 2, "time_mask": 4, "mixup": 0.0,
          "class_weights": "none", "grad_clip": None, "early_stopping": None,
-         "early_stopping_valid": 0.1, "device": "cpu"}
+         "early_stopping_valid": 0.1, "device": "cpu",
+         "precision": "fp32"}
 
 
 def test_spectrograms_match_a_direct_librosa_computation(esc50_zip, tmp_path):
@@ -94,6 +96,29 @@ def test_cpu_training_is_deterministic():
     probs = [SpectrogramCNN(**{**SMALL, "epochs": 3, "mixup": 0.4}, seed=3).fit(
         x, labels).predict_proba(x) for _ in range(2)]
     np.testing.assert_array_equal(probs[0], probs[1])
+
+
+def test_bf16_training_hears_the_rhythm_too_and_is_deterministic():
+    """bf16 autocast (the default where the CPU has it natively, else emulated): the
+    logits stay float32 and the same seed gives the same model."""
+    x, labels = rhythm_set()
+    valid = np.arange(len(x)) % 4 == 0
+    runs = [SpectrogramCNN(**{**SMALL, "precision": "bf16"}, seed=0).fit(x[~valid], labels[~valid])
+            for _ in range(2)]
+    logits = [r.decision_function(x[valid]) for r in runs]
+    assert logits[0].dtype == np.float32
+    np.testing.assert_array_equal(logits[0], logits[1])
+    assert (runs[0].predict(x[valid]) == labels[valid]).mean() >= 0.9
+
+
+def test_precision_auto_is_bf16_only_where_the_device_has_it():
+    cpu = torch.device("cpu")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert autocast_dtype("auto", cpu, "k") is (torch.bfloat16 if native else None)
+    assert autocast_dtype("bf16", cpu, "k") is torch.bfloat16
+    assert autocast_dtype("fp32", cpu, "k") is None
+    with pytest.raises(ParamError, match=r"'cnn.training.precision' is 'fp16': use one of"):
+        autocast_dtype("fp16", cpu, "cnn.training.precision")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
