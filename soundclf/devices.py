@@ -17,7 +17,6 @@ def torch_device(name: str, key: str) -> torch.device:
     return torch.device(name)
 
 
-
 def bf16_native(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively: a GPU that supports it, or a CPU
     with AVX-512 BF16 or AMX instructions (oneDNN's kernels); elsewhere it is emulated,
