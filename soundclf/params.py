@@ -250,6 +250,52 @@ SCHEMA: dict[str, Validator] = {
 }
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))
 
+# A dataset of the folder kind (soundclf.data.folder): ``data.<name>`` with ``kind: folder``,
+# any name of letters, digits, ``_`` and ``-`` but the built-in ones. Its keys, and the
+# value each takes when left out.
+FOLDER_SCHEMA: dict[str, Validator] = {
+    "kind": one_of("folder"),
+    "path": location,
+    "sha256": sha256,
+    "valid_fold": integer(1),
+    "cv": one_of(True, False),
+    "folds": integer(2),
+    "split_seed": integer(0),
+    "small_classes": one_of("fail", "train"),
+}
+FOLDER_DEFAULTS = {"sha256": None, "valid_fold": 1, "cv": False, "folds": 5, "split_seed": 42,
+                   "small_classes": "fail"}
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def folder_datasets(params: dict) -> dict[str, dict]:
+    """The ``data`` sections of kind ``folder``, by dataset name."""
+    data = params.get("data") if isinstance(params, dict) else None
+    return {name: section for name, section in (data or {}).items()
+            if isinstance(section, dict) and "kind" in section}
+
+
+def folder_problems(name: str, section: dict) -> list[str]:
+    """What is wrong with the ``data.<name>`` section of a folder dataset."""
+    found = []
+    if name in DATASETS:
+        found.append(f"'data.{name}.kind' is not a key of the built-in dataset {name}; give "
+                     f"your own dataset another name")
+    elif not DATASET_NAME.fullmatch(str(name)):
+        found.append(f"'data.{name}': a dataset name must be letters, digits, _ and - "
+                     f"(it names stages and folders)")
+    for key in section.keys() - FOLDER_SCHEMA.keys():
+        close = difflib.get_close_matches(key, list(FOLDER_SCHEMA), n=1)
+        found.append(f"'data.{name}.{key}' is not a known key of a folder dataset"
+                     + (f" (did you mean '{close[0]}'?)" if close else ""))
+    if "path" not in section:
+        found.append(f"'data.{name}.path' is missing: the folder, archive or URL of the "
+                     f"recordings")
+    for key, validator in FOLDER_SCHEMA.items():
+        if key in section and (why := validator(section[key])):
+            found.append(f"'data.{name}.{key}' {why}; got {section[key]!r}")
+    return found
+
 
 def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
     """``{"nn": {"layers": [9]}}`` -> ``{"nn.layers": [9]}``; lists, scalars and search
@@ -266,7 +312,9 @@ def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
 
 def problems(params: dict) -> list[str]:
     """Every problem with ``params``, one line each; empty when it is valid."""
-    flat = flatten(params)
+    folders = folder_datasets(params)
+    flat = {k: v for k, v in flatten(params).items()
+            if not any(k.startswith(f"data.{name}.") for name in folders)}
     found = []
     for key in flat.keys() - SCHEMA.keys():
         close = difflib.get_close_matches(key, list(SCHEMA), n=1)
@@ -276,11 +324,17 @@ def problems(params: dict) -> list[str]:
     for key, validator in SCHEMA.items():
         if key in flat and (why := validator(flat[key])):
             found.append(f"'{key}' {why}; got {flat[key]!r}")
+    for name, section in folders.items():
+        found += folder_problems(name, section)
     names = flat.get("datasets")
-    if not (isinstance(names, list) and names and set(names) <= set(DATASETS)
+    known = [*DATASETS, *(n for n in folders if n not in DATASETS)]
+    if not (isinstance(names, list) and names and set(names) <= set(known)
             and len(set(names)) == len(names)):
+        unknown = sorted(set(names) - set(known)) if isinstance(names, list) else []
+        hint = (f" (for your own recordings, add a data.{unknown[0]} section with kind: "
+                f"folder and path: docs/folders.md)" if unknown else "")
         found.append(f"'datasets' must be a non-empty list of distinct names from "
-                     f"{', '.join(DATASETS)}; got {names!r}")
+                     f"{', '.join(known)}; got {names!r}{hint}")
     elif "cnn.datasets" in flat and not (
             isinstance(flat["cnn.datasets"], list) and set(flat["cnn.datasets"]) <= set(names)
             and len(set(flat["cnn.datasets"])) == len(flat["cnn.datasets"])):
@@ -295,6 +349,9 @@ def validate(params: dict, source: str = PARAMS_FILE) -> dict:
     found = problems(params)
     if found:
         raise ParamError(f"{source}: " + "\n  ".join(["invalid parameters:", *found]))
+    for section in folder_datasets(params).values():  # the keys left out take their default
+        for key, value in FOLDER_DEFAULTS.items():
+            section.setdefault(key, value)
     return params
 
 

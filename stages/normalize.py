@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         scaler_name = params["normalize"]["scaler"]
         table = pd.read_parquet(args.features)
-        rounds = adapter_for(args.dataset).rounds(table, params)
+        rounds = adapter_for(args.dataset, params).rounds(table, params)
         out, scaler = normalize_rounds(table, rounds, scaler_name)
     except (ParamError, LayoutError) as exc:
         sys.exit(f"normalize {args.dataset}: {exc}")

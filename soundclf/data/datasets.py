@@ -264,6 +264,15 @@ class FreeSound(Adapter):
 ADAPTERS: dict[str, Adapter] = {a.name: a for a in (ESC50(), ESC10(), FreeSound())}
 
 
-def adapter_for(name: str) -> Adapter:
-    check(name in ADAPTERS, "datasets", f"entry must be one of {sorted(ADAPTERS)}; got {name!r}")
-    return ADAPTERS[name]
+def adapter_for(name: str, params: dict | None = None) -> Adapter:
+    """The adapter of dataset ``name``: a built-in one, or for a ``data.<name>.kind:
+    folder`` section of ``params``, the folder kind's (soundclf.data.folder)."""
+    if name in ADAPTERS:
+        return ADAPTERS[name]
+    section = (params or {}).get("data", {}).get(name)
+    if isinstance(section, dict) and section.get("kind") == "folder":
+        from soundclf.data.folder import Folder  # it builds on this module
+
+        return Folder(name)
+    raise ParamError(f"params.yaml: 'datasets' entry must be one of {sorted(ADAPTERS)} or a "
+                     f"dataset with a data.{name} section of kind: folder; got {name!r}")

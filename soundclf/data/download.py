@@ -12,13 +12,17 @@ from pathlib import Path
 
 from soundclf.data.archive import copy_folder, extract, fetch
 from soundclf.data.datasets import LayoutError, adapter_for, check_clips_present, summary
+from soundclf.data.folder import Folder, assemble
 from soundclf.io import atomic_dir
 from soundclf.params import get
 
 
 def download(dataset: str, params: dict, out_dir: Path, cache_dir: Path) -> dict[str, int]:
     """Build OUT_DIR for ``dataset``; returns its clip and class counts."""
-    adapter = adapter_for(dataset)
+    adapter = adapter_for(dataset, params)
+    if isinstance(adapter, Folder):  # read in place, or an archive extracted
+        with atomic_dir(out_dir) as tmp:
+            return assemble(dataset, params, tmp, cache_dir)
     urls = []
     with atomic_dir(out_dir) as tmp:
         for source in adapter.sources:

@@ -85,11 +85,15 @@ def load_rounds(path: Path) -> list[Round]:
 
 
 def recording_groups(rows: pd.DataFrame) -> np.ndarray:
-    """The recording of each clip (``src_file``, ESC-50), or one per clip where none is known.
+    """The recording of each clip (``src_file``, ESC-50; ``group``, a folder dataset's
+    metadata), or one per clip where none is known.
 
     Clips cut from one recording must stay on one side of any fold, or it would leak.
     """
-    return rows["src_file"].to_numpy() if "src_file" in rows else np.arange(len(rows))
+    for column in ("src_file", "group"):
+        if column in rows:
+            return rows[column].to_numpy()
+    return np.arange(len(rows))
 
 
 @dataclass

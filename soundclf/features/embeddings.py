@@ -115,7 +115,8 @@ def write_embeddings(dataset: str, raw_dir: Path, weights: Path, params: dict, o
     net = network(recipe, weights, device)
     done = compute_dataset(
         dataset, raw_dir, recipe, cache_dir, params["features"],
-        then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks))
+        then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks),
+        params=params)
     values = np.stack([pool(w, section["pooling"]) for w in done.values()])
     save_inputs(out, done.filenames(), values.astype(np.float32))
     return done.skipped()

@@ -202,9 +202,10 @@ class Computed:
 
 def compute_dataset(dataset: str, raw_dir: Path, recipe: Recipe, cache_dir: Path,
                     settings: dict, then: Callable[[Results], Results] | None = None,
-                    ) -> Computed:
-    """``recipe`` of every clip of a downloaded dataset, through the per-clip cache."""
-    adapter = adapter_for(dataset)
+                    params: dict | None = None) -> Computed:
+    """``recipe`` of every clip of a downloaded dataset, through the per-clip cache
+    (``params``: where a dataset of the folder kind is declared)."""
+    adapter = adapter_for(dataset, params)
     meta = adapter.metadata(raw_dir)
     paths = [adapter.audio_path(raw_dir, f) for f in meta["filename"]]
     cache = ClipCache(cache_dir, recipe)

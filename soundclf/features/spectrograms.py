@@ -39,6 +39,7 @@ def write_spectrograms(dataset: str, raw_dir: Path, params: dict, out: Path,
                        cache_dir: Path) -> list[str]:
     """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
     recipe = LogMelSpectrogram.from_params(params["spectrograms"])
-    done = compute_dataset(dataset, raw_dir, recipe, cache_dir, params["features"])
+    done = compute_dataset(dataset, raw_dir, recipe, cache_dir, params["features"],
+                           params=params)
     save_inputs(out, done.filenames(), np.stack(done.values()).astype(np.float16))
     return done.skipped()

@@ -120,7 +120,7 @@ def write_features(dataset: str, raw_dir: Path, params: dict, out: Path, metrics
     """The whole stage; returns the table of skipped clips (``filename``, ``error``)."""
     settings = params["features"]
     fp = SummaryFeatures.from_params(settings)
-    done = compute_dataset(dataset, raw_dir, fp, cache_dir, settings)
+    done = compute_dataset(dataset, raw_dir, fp, cache_dir, settings, params=params)
     write_table(out, done.meta.iloc[done.kept], [done.keys[i] for i in done.kept], done.cache,
                 feature_names(fp))
     skipped = pd.DataFrame({"filename": done.skipped(),
