@@ -2,10 +2,14 @@
 
     python scripts/bench_pipeline.py RECORDINGS [--dataset esc50] [-S key=value ...]
         [--naive] [--skip STAGE ...] [--workdir DIR] [--clips N] [--labels 50]
+    python scripts/bench_pipeline.py RECORDINGS --folder [--dataset mysounds] [-S ...]
 
 RECORDINGS is a folder in the ESC-50 layout (``ESC-50-master/{audio,meta}`` or the
 folder inside): the real dataset, or real recordings laid out by a development set's
 ``make_archive.py``. They are used as they are, with their own labels and official folds.
+With ``--folder`` it is a dataset of the folder kind instead (label folders, or a
+``metadata.csv``; docs/folders.md), read in place as ``data.<dataset>: {kind: folder,
+path: RECORDINGS}`` (``-S data.<dataset>.valid_fold=5`` and the like set its other keys).
 
 The project (what git would commit) is copied into a fresh git repository in the
 workdir, params.yaml points ``data.<dataset>.url`` at the dataset (``datasets:
@@ -128,7 +132,8 @@ def set_value(params: dict, key: str, text: str) -> None:
     node[last] = read_yaml(text)
 
 
-def bench_project(project: Path, data: Path, dataset: str, settings: list[str]) -> dict:
+def bench_project(project: Path, data: Path, dataset: str, settings: list[str],
+                  folder: bool = False) -> dict:
     """A fresh copy of the project in ``project`` (emptied first), pointed at ``data`` for
     ``dataset`` alone, ``settings`` (``KEY=VALUE``) set as ``dvc exp run -S`` sets them,
     committed to a git repository of its own; returns its params."""
@@ -138,7 +143,10 @@ def bench_project(project: Path, data: Path, dataset: str, settings: list[str]) 
     copy_project(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["datasets"] = [dataset]
-    params["data"][dataset]["url"] = str(data)
+    if folder:
+        params["data"][dataset] = {"kind": "folder", "path": str(data)}
+    else:
+        params["data"][dataset]["url"] = str(data)
     for item in settings:
         key, _, value = item.partition("=")
         set_value(params, key, value)
@@ -211,7 +219,11 @@ def main() -> None:
                         help="cycle the recordings to N clips with invented labels: a cost "
                              "measurement only (default 0: the recordings as they are)")
     parser.add_argument("--labels", type=int, default=50)
-    parser.add_argument("--dataset", default="esc50", choices=["esc50", "esc10"])
+    parser.add_argument("--dataset", default=None,
+                        help="esc50 (default) or esc10; with --folder, the dataset's name "
+                             "(default mysounds)")
+    parser.add_argument("--folder", action="store_true",
+                        help="RECORDINGS is a dataset of the folder kind, read in place")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a params.yaml value, as dvc exp run -S (repeatable)")
     parser.add_argument("--naive", action="store_true",
@@ -221,22 +233,28 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="kept after the run (default: a temp dir)")
     args = parser.parse_args()
 
-    source = esc50_folder(args.recordings.resolve())
+    args.dataset = args.dataset or ("mysounds" if args.folder else "esc50")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
-    if args.clips:
+    if args.folder:
+        data = args.recordings.resolve()
+        n_files = sum(1 for p in data.rglob("*") if p.is_file())
+        print(f"dataset: a folder of {n_files} files -> {data}")
+    elif args.clips:
+        source = esc50_folder(args.recordings.resolve())
         data = work / "dataset" / "ESC-50-master"
         if data.exists():
             shutil.rmtree(data)
         build_dataset(source, data, args.clips, args.labels)
     else:
-        data = source
-    meta = pd.read_csv(data / "meta" / "esc50.csv")
-    print(f"dataset: {len(meta)} clips, {meta['category'].nunique()} labels, folds "
-          f"{sorted(int(f) for f in meta['fold'].unique())} -> {data}")
+        data = esc50_folder(args.recordings.resolve())
+    if not args.folder:
+        meta = pd.read_csv(data / "meta" / "esc50.csv")
+        print(f"dataset: {len(meta)} clips, {meta['category'].nunique()} labels, folds "
+              f"{sorted(int(f) for f in meta['fold'].unique())} -> {data}")
 
     project = work / "project"
-    params = bench_project(project, data, args.dataset, args.set)
+    params = bench_project(project, data, args.dataset, args.set, args.folder)
     log = work / "bench.log"
     log.write_text("")
 
@@ -252,9 +270,10 @@ def main() -> None:
         sizes[stage] = max(sizes.get(stage, 0), size)
         print(f"  {name:<36} {seconds:7.1f} s  peak {peak / 2**30:5.2f} GB  "
               f"inputs {size / 2**20:7.1f} MB", flush=True)
-    after = sum(t for s, t in times.items() if s != "download")
+    after = sum(t for s, t in times.items() if s not in ("index", "download"))
     settings = " ".join(f"-S {s}" for s in args.set) or "(default params)"
-    print(f"\n{len(meta)} clips, {args.dataset}, {settings}, {os.cpu_count()} cores\n")
+    clips = json.loads((project / "metrics" / args.dataset / "dataset.json").read_text())
+    print(f"\n{clips['clips_used']} clips, {args.dataset}, {settings}, {os.cpu_count()} cores\n")
     print("| stage | seconds | peak memory (GB) | its data inputs (MB) |\n|---|---|---|---|")
     for stage, seconds in times.items():
         print(f"| {stage} | {seconds:.1f} | {peaks[stage] / 2**30:.2f} | "

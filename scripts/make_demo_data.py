@@ -190,6 +190,36 @@ def write_demo_weights(path: Path, seed: int = 0) -> str:
     return sha256sum(path)
 
 
+def write_folder_dataset(root: Path, labels: list[str], per_class: int = 10, seed: int = 0,
+                         metadata: bool = False, per_recording: int = 1,
+                         formats: tuple[str, ...] = ("wav",)) -> Path:
+    """A dataset of the folder kind at ``root``: ``<label>/<label>-<k>.<format>`` for
+    ``per_class`` clips of each label (class ``i`` of ``labels`` sounds as class ``i`` of
+    the ESC-50 demo), clips of 2 to 6 s at 22.05 or 44.1 kHz, mono or stereo, the formats
+    cycled (``wav``, ``flac``, ``ogg``). With ``metadata``, also a ``metadata.csv`` of
+    ``file_name``, ``label``, ``fold`` (1 to 5 by recording) and ``group`` (the recording:
+    ``per_recording`` consecutive clips of a label share one)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for target, label in enumerate(labels):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for k in range(per_class):
+            fmt = formats[k % len(formats)]
+            sr = (SR, 22050)[k % 2]
+            clip = synth_clip(target, rng, seconds=2.0 + (k % 5), sr=sr)
+            if k % 3 == 2:
+                clip = np.stack([clip, 0.5 * clip], axis=1)  # stereo
+            name = f"{label}/{label}-{k}.{fmt}"
+            sf.write(root / name, clip, sr, format=fmt.upper(),
+                     subtype="VORBIS" if fmt == "ogg" else "PCM_16")
+            group = f"{label}-rec{k // per_recording}"
+            rows.append({"file_name": name, "label": label,
+                         "fold": k // per_recording % 5 + 1, "group": group})
+    if metadata:
+        pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["esc50", "freesound", "weights"])
