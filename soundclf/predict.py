@@ -3,6 +3,10 @@
     python -m soundclf predict DATASET MODEL AUDIO [AUDIO ...] [--top 3] [--csv OUT]
                                [--models data/models] [--weights data/weights] [--n-jobs 1]
 
+AUDIO is a file or a folder (every audio file inside it, in sub-folders too). Files that
+are missing or cannot be read do not stop the others: the good ones are classified, each
+bad one is listed with its reason, and the command exits with status 1.
+
 MODEL is a model the pipeline trained for DATASET (``svc``, ``nn-2layer``, ``nn-5layer``,
 ``cnn``, ``pretrained``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
 (soundclf.trained) holds the settings its inputs were computed with when it was trained, so
@@ -27,6 +31,7 @@ import pandas as pd
 
 from soundclf import trained
 from soundclf.data.audio import Recipe
+from soundclf.data.folder import is_audio
 from soundclf.evaluation.fit import class_probabilities
 from soundclf.features.extraction import ExtractionError, compute
 from soundclf.features.spectrograms import LogMelSpectrogram
@@ -39,13 +44,36 @@ class PredictError(ValueError):
     """Audio or a model that cannot be used, named in the message."""
 
 
+def audio_files(inputs: list[Path]) -> tuple[list[Path], dict[Path, str]]:
+    """The files to classify: each file given, every audio file under each folder given
+    (sorted, recursively; soundclf.data.folder's extensions); and each input that is
+    neither, with the reason."""
+    found, bad = [], {}
+    for path in map(Path, inputs):
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and is_audio(p.name)
+                            and not any(part.startswith(".") for part in
+                                        p.relative_to(path).parts))
+            if inside:
+                found += inside
+            else:
+                bad[path] = "a folder with no audio file in it"
+        elif path.is_file():
+            found.append(path)
+        else:
+            bad[path] = "does not exist"
+    return list(dict.fromkeys(found)), bad
+
+
 class Predictor:
     """Trained models of one dataset, applied to a list of recordings; each kind of inputs
-    is computed once for the models that share it (the ensemble's feature members)."""
+    is computed once for the models that share it (the ensemble's feature members). A file
+    whose inputs cannot be computed is recorded in ``errors`` (its rows are placeholders)."""
 
     def __init__(self, folder: Path, paths: list[Path], weights: Path, n_jobs: int = 1):
         self.folder, self.paths, self.weights, self.n_jobs = folder, paths, weights, n_jobs
         self._inputs: dict[str, np.ndarray] = {}
+        self.errors: dict[int, str] = {}
 
     def load(self, model: str) -> trained.Trained:
         return trained.load(self.folder / f"{model}.joblib")
@@ -57,9 +85,14 @@ class Predictor:
         values = {}
         for i, result in results:
             if isinstance(result, str):
-                raise PredictError(f"{self.paths[i]}: {result}")
-            values[i] = result
-        return [values[i] for i in range(len(self.paths))]
+                self.errors.setdefault(i, result)
+            else:
+                values[i] = result
+        if not values:
+            raise PredictError("no file could be read:\n  " + "\n  ".join(
+                f"{self.paths[i]}: {why}" for i, why in sorted(self.errors.items())))
+        blank = np.zeros_like(next(iter(values.values())))  # a bad file's row, dropped after
+        return [values.get(i, blank) for i in range(len(self.paths))]
 
     def _compute(self, kind: str, settings: dict) -> np.ndarray:
         if kind == "features":
@@ -110,27 +143,33 @@ class Predictor:
 
 
 def predict(folder: Path, model: str, paths: list[Path], weights: Path,
-            n_jobs: int = 1) -> pd.DataFrame:
-    """A row per file: ``filename``, ``predicted`` and ``p_<class>`` of every class."""
-    predictor = Predictor(folder, paths, weights, n_jobs)
+            n_jobs: int = 1) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A row per file classified (``filename``, ``predicted``, ``p_<class>`` of every
+    class), and each input that could not be, with the reason. ``paths`` are files or
+    folders (:func:`audio_files`)."""
+    files, bad = audio_files(paths)
+    predictor = Predictor(folder, files, weights, n_jobs)
     found = predictor.load(model)
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise PredictError(f"{missing[0]} does not exist"
-                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    failed = {str(p): why for p, why in bad.items()}
+    if not files:
+        raise PredictError("no audio file to classify:\n  " + "\n  ".join(
+            f"{p}: {why}" for p, why in failed.items()))
     probs = predictor.probabilities(found)
     classes = np.asarray(found.classes)
     table = pd.DataFrame(probs, columns=[f"{PREFIX}{c}" for c in classes])
     table.insert(0, "predicted", classes[probs.argmax(axis=1)])
-    table.insert(0, "filename", [str(p) for p in paths])
-    return table
+    table.insert(0, "filename", [str(p) for p in files])
+    failed |= {str(files[i]): why for i, why in sorted(predictor.errors.items())}
+    keep = [i for i in range(len(files)) if i not in predictor.errors]
+    return table.iloc[keep].reset_index(drop=True), failed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m soundclf predict``)."""
     parser.add_argument("dataset", help="the dataset the model was trained on, e.g. esc50")
     parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained, ensemble")
-    parser.add_argument("audio", type=Path, nargs="+", help="recordings (WAV, OGG, FLAC...)")
+    parser.add_argument("audio", type=Path, nargs="+",
+                        help="recordings (WAV, OGG, FLAC, MP3...) or folders of them")
     parser.add_argument("--top", type=int, default=3, help="classes shown per file")
     parser.add_argument("--csv", type=Path, help="write every class's probability here")
     parser.add_argument("--models", type=Path, default=Path("data/models"),
@@ -143,19 +182,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Classify ``args.audio`` and print (or ``--csv``) the result; exits naming the fault."""
     try:
-        table = predict(args.models / args.dataset, args.model, args.audio, args.weights,
-                        args.n_jobs)
+        table, failed = predict(args.models / args.dataset, args.model, args.audio,
+                                args.weights, args.n_jobs)
     except (PredictError, trained.NotTrainedError, ExtractionError, ValueError) as exc:
         sys.exit(f"predict: {exc}")
     if args.csv is not None:
         write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))
         print(f"predict: {len(table)} file(s) -> {args.csv}")
-        return
-    probs = table.filter(like=PREFIX)
-    for filename, row in zip(table["filename"], probs.to_numpy(), strict=True):
-        best = np.argsort(-row)[: args.top]
-        shown = ", ".join(f"{probs.columns[k][len(PREFIX):]} {row[k]:.3f}" for k in best)
-        print(f"{filename}: {shown}")
+    else:
+        probs = table.filter(like=PREFIX)
+        for filename, row in zip(table["filename"], probs.to_numpy(), strict=True):
+            best = np.argsort(-row)[: args.top]
+            shown = ", ".join(f"{probs.columns[k][len(PREFIX):]} {row[k]:.3f}" for k in best)
+            print(f"{filename}: {shown}")
+    if failed:
+        sys.exit(f"predict: {len(failed)} input(s) not classified ({len(table)} were):\n  "
+                 + "\n  ".join(f"{p}: {why}" for p, why in failed.items()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,8 @@ def feature_model(tmp_path, wav):
 
 def test_a_feature_model_gives_what_it_gives_its_features(feature_model, tmp_path):
     folder, clips, expected = feature_model
-    table = predict.predict(folder, "lr", clips, tmp_path)
+    table, failed = predict.predict(folder, "lr", clips, tmp_path)
+    assert failed == {}
     assert list(table.columns) == ["filename", "predicted", "p_dog", "p_rain"]
     assert list(table["predicted"]) == ["dog"] * 3 + ["rain"] * 3
     # the same features (to float32 rounding of the mel block), through the same scaler
@@ -49,8 +50,45 @@ def test_a_feature_model_gives_what_it_gives_its_features(feature_model, tmp_pat
 def test_the_settings_come_from_the_model_file_not_params_yaml(feature_model, tmp_path):
     folder, clips, _ = feature_model
     assert load_params()["features"]["sr"] != SHORT["sr"]  # params.yaml says otherwise
-    table = predict.predict(folder, "lr", clips, tmp_path)
+    table, _ = predict.predict(folder, "lr", clips, tmp_path)
     assert list(table["predicted"]) == ["dog"] * 3 + ["rain"] * 3
+
+
+def test_a_folder_is_every_audio_file_inside_it_recursively(feature_model, tmp_path):
+    folder, clips, expected = feature_model
+    inbox = tmp_path / "inbox"
+    (inbox / "day 2").mkdir(parents=True)
+    for k, clip in enumerate(clips):  # half at the top, half in a sub-folder
+        (inbox / ("day 2" if k % 2 else "") / clip.name).write_bytes(clip.read_bytes())
+    (inbox / "notes.txt").write_text("not a recording")  # not audio by its name: not read
+    table, failed = predict.predict(folder, "lr", [inbox], tmp_path)
+    assert failed == {}
+    names = [f"{'day 2/' if k % 2 else ''}{c.name}" for k, c in enumerate(clips)]
+    assert list(table["filename"]) == [str(inbox / n) for n in sorted(names)]
+    by_name = dict(zip(table["filename"].map(lambda f: f.rsplit("/", 1)[-1]),
+                       table["p_dog"], strict=True))
+    np.testing.assert_allclose([by_name[c.name] for c in clips], expected[:, 0], atol=1e-4)
+
+
+def test_bad_inputs_among_good_ones_are_listed_and_the_good_ones_classified(
+        feature_model, tmp_path, capsys):
+    folder, clips, _ = feature_model
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    gone = tmp_path / "gone.wav"
+    with pytest.raises(SystemExit) as stop:
+        predict.main(["esc50", "lr", str(clips[0]), str(gone), str(bad), str(empty),
+                      str(clips[3]), "--models", str(folder.parent), "--top", "1"])
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == [str(clips[0]), str(clips[3])]
+    assert out[0].startswith(f"{clips[0]}: dog 0.") and out[1].startswith(f"{clips[3]}: rain 0.")
+    message = str(stop.value)  # exits non-zero, naming each bad input and why
+    assert message.startswith("predict: 3 input(s) not classified (2 were):")
+    assert f"{gone}: does not exist" in message
+    assert f"{empty}: a folder with no audio file in it" in message
+    assert f"{bad}: " in message and "not a readable audio file" in message
 
 
 def test_the_command_prints_the_top_classes_or_writes_a_csv(feature_model, tmp_path, capsys):
@@ -76,7 +114,7 @@ def test_errors_name_the_file_or_the_model(feature_model, tmp_path):
     bad.write_text("not audio")
     message = fails("lr", str(clips[0]), str(bad))
     assert str(bad) in message and "not a readable audio file" in message
-    assert f"{tmp_path / 'gone.wav'} does not exist" in fails("lr", str(tmp_path / "gone.wav"))
+    assert f"{tmp_path / 'gone.wav'}: does not exist" in fails("lr", str(tmp_path / "gone.wav"))
     joblib.dump(LogisticRegression(), folder / "old.joblib")  # a bare estimator
     assert "holds a LogisticRegression, not a model of stages.train" in fails(
         "old", str(clips[0]))
