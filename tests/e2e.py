@@ -3,7 +3,9 @@ project pointed at synthetic archives, committed to a git repository of its own.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +16,10 @@ import yaml
 from scripts.bench_pipeline import copy_project
 
 MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained", "ensemble")
+# the stage that runs on every repro (always_changed), so that DVC notices a change to a
+# local folder it reads in place (docs/folders.md); it reruns nothing else unless a source
+# changed
+ALWAYS_RUN = "index"
 
 
 def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
@@ -70,3 +76,22 @@ def esc50_alone(esc50_zip: Path, weights: dict[str, str]) -> Callable[[dict], No
         small_training(params)
 
     return edit
+
+
+def ran_stages(log: str) -> set[str]:
+    """The stages a repro's ``log`` ran, but :data:`ALWAYS_RUN`'s."""
+    return {name for name in re.findall(r"Running stage '([^']+)'", log)
+            if name.split("@")[0] != ALWAYS_RUN}
+
+
+def changed_stages(repo: Path) -> set[str]:
+    """The stages (``train-svc``, without ``@<dataset>``) ``dvc status`` says would run,
+    but :data:`ALWAYS_RUN`, which is "always changed"."""
+    status = json.loads(sh("dvc", "status", "--json", cwd=repo))
+    return {name.split("@")[0] for name, why in status.items()
+            if not (name.split("@")[0] == ALWAYS_RUN and why == ["always changed"])}
+
+
+def up_to_date(repo: Path) -> bool:
+    """Nothing to run but :data:`ALWAYS_RUN`."""
+    return changed_stages(repo) == set()

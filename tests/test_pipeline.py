@@ -19,7 +19,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.e2e import MODELS, committed_project, sh, small_training
+from tests.e2e import (
+    MODELS,
+    changed_stages,
+    committed_project,
+    ran_stages,
+    sh,
+    small_training,
+    up_to_date,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +104,7 @@ def test_repro_produces_metrics_predictions_and_plots(project):
         assert re.search(rf"\| {name} \| [\d.]+% \| [\d.]+% \(\[[\d, ]+\]\) "
                          r"\| [+-][\d.]+ points \| (NN|LinearSVC|tie) \|", compare_md)
 
-    assert "up to date" in sh("dvc", "status", cwd=repo)
+    assert up_to_date(repo)
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     files = next(iter(shown.values()))["data"]
     # at a glance: the scores of every dataset and model, and nothing else
@@ -145,7 +153,7 @@ def test_failed_download_keeps_the_previous_dataset(project):
     assert not raw.exists() or not any(raw.iterdir())
     sh("dvc", "checkout", "download@esc50", cwd=repo)
     assert sorted((p.relative_to(raw), p.stat().st_size) for p in raw.rglob("*")) == before
-    assert "up to date" in sh("dvc", "status", cwd=repo)
+    assert up_to_date(repo)
 
 
 def test_freesound_runs_in_the_same_repro(project):
@@ -171,16 +179,14 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     # a training setting of nn.training: both NN stages (then what reads them), not the svc
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(text.replace("    epochs: 15\n", "    epochs: 14\n", 1))
-    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
-                                                            cwd=repo))}
+    changed = changed_stages(repo)
     sh("git", "checkout", "--", "params.yaml", cwd=repo)
     assert changed == {"train-nn-2layer", "train-nn-5layer"}, changed
     # the pooling of the embeddings: their stage only, and its cache computes nothing
     params = yaml.safe_load(text)
     params["embeddings"]["pooling"] = ["mean"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
-                                                            cwd=repo))}
+    changed = changed_stages(repo)
     # the embeddings, and the model whose file records how they are computed
     assert changed == {"embeddings", "train-pretrained"}, changed
     log = sh("dvc", "repro", "embeddings@esc50", cwd=repo)
@@ -191,7 +197,7 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     sh("dvc", "checkout", "embeddings@esc50", cwd=repo)
     before = {m: (repo / f"metrics/esc50/details/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
-    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    ran = ran_stages(log)
     assert ran == {name for dataset in ("esc50", "freesound") for name in (
         f"train-nn-2layer@{dataset}", f"ensemble-member@{dataset}-nn-2layer",
         f"train-ensemble@{dataset}", f"details@{dataset}")} | {"compare"}, log  # a member
@@ -205,7 +211,7 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
 
     # other members by params alone: the ensemble reruns on those already made
     log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained]", cwd=repo)
-    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    ran = ran_stages(log)
     assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "details@esc50",
                    "details@freesound", "compare"}, log
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
@@ -215,8 +221,7 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     params["nn_deep"]["layers"] = [16, 8]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("dvc", "repro", "-s", "train-nn-5layer@esc50", cwd=repo)
-    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
-                                                            cwd=repo))}
+    changed = changed_stages(repo)
     assert "train-ensemble" not in changed and "train-nn-5layer" in changed, changed  # freesound's
 
 

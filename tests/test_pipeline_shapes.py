@@ -16,7 +16,7 @@ import pytest
 
 from scripts.make_demo_data import write_esc50_zip, write_freesound_zips
 from tests.e2e import MODELS as ALL_MODELS
-from tests.e2e import committed_project, sh
+from tests.e2e import committed_project, sh, up_to_date
 
 pytestmark = pytest.mark.slow
 
@@ -125,4 +125,4 @@ def test_esc10_beside_esc50_from_one_archive(shaped):
     files = next(iter(shown.values()))["data"]
     assert {f"metrics/{d}/svc.json" for d in ("esc50", "esc10", "freesound")} <= set(files)
     assert (repo / "plots/confusion/esc10/svc.png").is_file()
-    assert "up to date" in sh("dvc", "status", cwd=repo)
+    assert up_to_date(repo)

@@ -26,7 +26,7 @@ from soundclf.reporting.compare import collect, load_predictions
 from soundclf.reporting.details import copy_details
 from stages import train, train_ensemble
 from tests.conftest import REPO
-from tests.e2e import sh
+from tests.e2e import changed_stages, sh
 from tests.test_train import grouped_table
 
 KNN_MODULE = '''"""k nearest neighbours (the ``knn`` section): a toy model for the tests."""
@@ -214,7 +214,6 @@ def test_adding_a_model_as_the_readme_says_runs_it_through_dvc(tmp_path, esc50_z
     sh("git", "commit", "-qm", "results", cwd=repo)
     with open(repo / "soundclf/models/knn.py", "a") as module:
         module.write("# an edit\n")
-    changed = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json",
-                                                            cwd=repo))}
+    changed = changed_stages(repo)
     # (details and compare read the registry, for the models that run on a dataset)
     assert changed == {"train-knn", "train-ensemble", "details", "compare"}, changed

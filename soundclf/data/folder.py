@@ -36,7 +36,7 @@ import pandas as pd
 import soundfile as sf
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from soundclf.data.archive import DownloadError, extract, fetch, local_path
+from soundclf.data.archive import DownloadError, extract, fetch
 from soundclf.data.datasets import Adapter, LayoutError, fold_spread
 from soundclf.params import check, get
 
@@ -55,6 +55,11 @@ SHOWN = 10  # files named in one message
 def _shown(items: list, n: int = SHOWN) -> str:
     return ", ".join(map(str, items[:n])) + (f" ... ({len(items)} in all)" if len(items) > n
                                              else "")
+
+
+def _at(rows: np.ndarray, values: pd.Series, mask: pd.Series) -> str:
+    """``"12 (rain/a.wav), 14 (...)"``: the lines of the rows in ``mask``, with their value."""
+    return _shown([f"{r} ({v})" for r, v in zip(rows[mask], values[mask], strict=True)])
 
 
 def is_audio(path: str) -> bool:
@@ -134,7 +139,7 @@ def _metadata_clips(root: Path, meta_file: Path, audio: list[str], others: list[
     outside = names.map(lambda f: f.startswith("/") or ".." in PurePosixPath(f).parts)
     if outside.any():
         raise LayoutError(f"{where}: file_name must be a path inside {root}; line(s) "
-                          f"{_shown([f'{r} ({n})' for r, n in zip(rows[outside], names[outside])])}")
+                          f"{_at(rows, names, outside)}")
     twice = names.duplicated(keep=False)
     if twice.any():
         listed = [f"{n} (lines {', '.join(map(str, rows[names == n]))})"
@@ -144,16 +149,16 @@ def _metadata_clips(root: Path, meta_file: Path, audio: list[str], others: list[
     on_disk = set(audio) | set(others)
     missing = ~names.isin(on_disk)
     if missing.any():
+        listed = [f"{n} (line {r})" for r, n in zip(rows[missing], names[missing], strict=True)]
         raise LayoutError(f"{where}: {missing.sum()} of {len(names)} listed file(s) are not "
-                          f"in {root}: {_shown([f'{n} (line {r})' for r, n in zip(rows[missing], names[missing])])}; "
-                          "add the files or delete their rows")
+                          f"in {root}: {_shown(listed)}; add the files or delete their rows")
     clips = pd.DataFrame({"filename": names.to_numpy(), "label": labels.to_numpy()})
     if "fold" in table:
         folds = pd.to_numeric(table["fold"].str.strip(), errors="coerce")
         bad = folds.isna() | (folds < 1) | (folds % 1 != 0)
         if bad.any():
             raise LayoutError(f"{where}: fold must be an integer from 1, line(s) "
-                              f"{_shown([f'{r} ({v!r})' for r, v in zip(rows[bad], table['fold'][bad])])}")
+                              f"{_at(rows, table['fold'].map(repr), bad)}")
         clips["fold"] = folds.astype(int).to_numpy()
     if "group" in table:
         groups = table["group"].str.strip()
@@ -196,7 +201,7 @@ def _identical_audio(root: Path, clips: pd.DataFrame) -> None:
     for _, names in clips.loc[same_size].groupby(digest.to_numpy()):
         if names["label"].nunique() > 1:
             conflicts.append(" = ".join(f"{f} ({lab})" for f, lab in
-                                        zip(names["filename"], names["label"])))
+                                        zip(names["filename"], names["label"], strict=True)))
     if conflicts:
         raise LayoutError(f"{root}: identical audio under different labels: "
                           f"{_shown(conflicts, 5)}; keep one copy under its right label")
