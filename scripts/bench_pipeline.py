@@ -272,7 +272,7 @@ def main() -> None:
               f"inputs {size / 2**20:7.1f} MB", flush=True)
     after = sum(t for s, t in times.items() if s not in ("index", "download"))
     settings = " ".join(f"-S {s}" for s in args.set) or "(default params)"
-    clips = json.loads((project / "metrics" / args.dataset / "dataset.json").read_text())
+    clips = json.loads((project / "data/results" / args.dataset / "dataset.json").read_text())
     print(f"\n{clips['clips_used']} clips, {args.dataset}, {settings}, {os.cpu_count()} cores\n")
     print("| stage | seconds | peak memory (GB) | its data inputs (MB) |\n|---|---|---|---|")
     for stage, seconds in times.items():
