@@ -196,7 +196,7 @@ def write_folder_dataset(root: Path, labels: list[str], per_class: int = 10, see
     """A dataset of the folder kind at ``root``: ``<label>/<label>-<k>.<format>`` for
     ``per_class`` clips of each label (class ``i`` of ``labels`` sounds as class ``i`` of
     the ESC-50 demo), clips of 2 to 6 s at 22.05 or 44.1 kHz, mono or stereo, the formats
-    cycled (``wav``, ``flac``, ``ogg``). With ``metadata``, also a ``metadata.csv`` of
+    cycled (``wav``, ``flac``, ``ogg``, ``mp3``). With ``metadata``, also a ``metadata.csv`` of
     ``file_name``, ``label``, ``fold`` (1 to 5 by recording) and ``group`` (the recording:
     ``per_recording`` consecutive clips of a label share one)."""
     rng = np.random.default_rng(seed)
@@ -211,7 +211,7 @@ def write_folder_dataset(root: Path, labels: list[str], per_class: int = 10, see
                 clip = np.stack([clip, 0.5 * clip], axis=1)  # stereo
             name = f"{label}/{label}-{k}.{fmt}"
             sf.write(root / name, clip, sr, format=fmt.upper(),
-                     subtype="VORBIS" if fmt == "ogg" else "PCM_16")
+                     subtype={"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}.get(fmt, "PCM_16"))
             group = f"{label}-rec{k // per_recording}"
             rows.append({"file_name": name, "label": label,
                          "fold": k // per_recording % 5 + 1, "group": group})

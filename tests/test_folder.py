@@ -19,6 +19,8 @@ from soundclf.data.datasets import LayoutError, adapter_for
 from soundclf.data.download import download
 from soundclf.data.folder import Folder, scan
 from soundclf.data.index import index
+from soundclf.features.extraction import ExtractionError
+from soundclf.features.summary import write_features
 from soundclf.params import ParamError, read_yaml, validate
 
 LABELS = ["dog bark", "café, noisy", "rain"]  # a space, a comma, non-ASCII
@@ -260,3 +262,24 @@ def test_the_index_changes_with_a_file_added_edited_removed_or_relabelled(record
     (root / "rain").rename(root / "drizzle")
     seen.append(index("mine", params))
     assert len({repr(s) for s in seen}) == len(seen)
+
+
+@pytest.mark.slow  # the feature extraction of seven clips, twice: about 20 s
+def test_unreadable_audio_fails_naming_it_or_is_skipped_and_listed(tmp_path):
+    root = write_folder_dataset(tmp_path / "rec", ["owl", "wren"], 3, formats=("mp3", "wav"))
+    (root / "wren" / "broken.wav").write_bytes(b"RIFF\x00\x00not really audio")
+    params = params_with(root)
+    params["features"].update(sr=22050, duration=1.0, n_fft=1024, n_mels=32, cqt_bins=36,
+                              n_jobs=1)
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    download("mine", params, raw, tmp_path / "cache")
+    out.mkdir()
+    args = (out / "f.parquet", out / "f.json", out / "skipped.csv", tmp_path / "features")
+    with pytest.raises(ExtractionError, match="(?s)1 of 7 clips failed .*features.on_error: skip"
+                                              ".*broken.wav: .*not a readable audio file"):
+        write_features("mine", raw, params, *args)
+    params["features"]["on_error"] = "skip"
+    skipped = write_features("mine", raw, params, *args)
+    assert list(skipped["filename"]) == ["wren/broken.wav"]
+    table = pd.read_parquet(out / "f.parquet")
+    assert len(table) == 6 and table["filename"].str.endswith(".mp3").sum() == 4  # MP3 read
