@@ -17,15 +17,15 @@ import os
 from pathlib import Path
 
 from soundclf.data.archive import DownloadError, local_path
-from soundclf.data.datasets import adapter_for
-from soundclf.params import get
 
 
 def locations(name: str, params: dict) -> dict[str, str]:
-    """The params key and value of each source of dataset ``name``."""
-    adapter = adapter_for(name, params)
-    keys = [f"data.{name}.{s.url_key}" for s in adapter.sources] or [f"data.{name}.path"]
-    return {key: str(get(params, key)) for key in keys}
+    """The params key and value of each source of dataset ``name``: a folder dataset's
+    ``path``, a built-in one's ``url`` keys (``url``; ``audio_url``, ``meta_url``). Read
+    from the params alone: this runs on every repro, so it imports no dataset code."""
+    section = params["data"][name]
+    keys = ["path"] if "kind" in section else [k for k in section if k.endswith("url")]
+    return {f"data.{name}.{key}": str(section[key]) for key in keys}
 
 
 def fingerprint(url: str) -> dict:
