@@ -104,6 +104,23 @@ def test_a_metadata_table_gives_labels_folds_and_groups_as_written(recordings, t
     assert len(unused) == 22 and set(unused["reason"]) == {"not listed in metadata.csv"}
 
 
+def test_a_metadata_jsonl_reads_as_the_csv(recordings, tmp_path):
+    root = copy_of(recordings, tmp_path)
+    rows = [{"file_name": "rain/rain-0.wav", "label": "NA", "fold": 1, "note": "x"},
+            {"file_name": "dog bark/dog bark-0.wav", "label": "dog", "fold": 2, "note": None}]
+    pd.DataFrame(rows).to_json(root / "metadata.jsonl", orient="records", lines=True,
+                               force_ascii=False)
+    clips, unused = scan(root)
+    assert clips.to_dict("records") == [{"filename": "rain/rain-0.wav", "label": "NA",
+                                         "fold": 1},
+                                        {"filename": "dog bark/dog bark-0.wav",
+                                         "label": "dog", "fold": 2}]
+    assert len(unused) == 28
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    with pytest.raises(LayoutError, match="both metadata.csv and metadata.jsonl: keep one"):
+        scan(root)
+
+
 @pytest.mark.parametrize("rows, message", [
     ([{"file_name": "rain/rain-0.wav", "label": "a"}, {"file_name": "rain/nope.wav",
                                                        "label": "b"}],
