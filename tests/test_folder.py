@@ -203,7 +203,7 @@ def test_a_class_smaller_than_the_folds_fails_or_trains_only(tmp_path, capsys):
         capsys.readouterr().out)
 
 
-def test_given_folds_are_used_and_a_group_across_folds_is_refused(tmp_path):
+def test_given_folds_are_used_and_a_group_across_folds_is_refused(tmp_path, capsys):
     meta = pd.DataFrame({"filename": ["1", "2", "3", "4"], "label": ["a", "b", "a", "b"],
                          "fold": [1, 1, 2, 2], "group": ["r1", "r2", "r3", "r4"]})
     rounds = Folder("mine").rounds(meta, params_with(tmp_path, valid_fold=2, cv=True))
@@ -211,9 +211,13 @@ def test_given_folds_are_used_and_a_group_across_folds_is_refused(tmp_path):
     with pytest.raises(ParamError, match="data.mine.valid_fold' must be one of the "
                                          "dataset's folds \\[1, 2\\], got 3"):
         Folder("mine").rounds(meta, params_with(tmp_path, valid_fold=3))
-    meta.loc[2, "group"] = "r1"
-    with pytest.raises(LayoutError, match="1 group\\(s\\) have clips in several folds.*r1 "
-                                          "\\(folds 1, 2\\)"):
+    meta.loc[3, "group"] = "r1"  # a group giving clips to two classes in two folds: told
+    Folder("mine").rounds(meta, params_with(tmp_path))
+    assert "1 group(s) give clips to different classes in different folds, taken as the " \
+        "metadata gives them: r1 (folds 1, 2)" in capsys.readouterr().out
+    meta.loc[2, "group"] = "r1"  # ... of one class in two folds: refused (ESC-50's check)
+    with pytest.raises(LayoutError, match="1 group\\(s\\) have clips of one class in several "
+                                          "folds.*r1 a \\(folds 1, 2\\)"):
         Folder("mine").rounds(meta, params_with(tmp_path))
 
 

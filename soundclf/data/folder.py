@@ -17,10 +17,11 @@ reads it. The ``index`` stage (:mod:`soundclf.data.index`), which runs on every 
 repro``, is what makes DVC notice such a change. An archive (``.zip``, ``.tar.gz``,
 ``.tgz``, ``.tar``), local or downloaded, is extracted into ``data/raw/<name>/files``.
 
-Splits: the metadata's folds when it has them (``valid_fold``, ``cv`` as for ESC-50; a
-``group`` must never span folds); otherwise ``folds`` stratified folds, seeded by
-``split_seed``, kept apart by ``group`` when given (StratifiedGroupKFold). Without groups,
-clips cut from one recording may land on both sides: every run says so.
+Splits: the metadata's folds when it has them (``valid_fold``, ``cv`` as for ESC-50, and
+ESC-50's leak check: a ``group``'s clips of one class never in two folds); otherwise
+``folds`` stratified folds, seeded by ``split_seed``, kept apart by ``group`` when given
+(StratifiedGroupKFold). Without groups, clips cut from one recording may land on both
+sides: every run says so.
 """
 
 from __future__ import annotations
@@ -353,11 +354,8 @@ class Folder(Adapter):
         groups = meta["group"].astype(str).to_numpy() if "group" in meta else None
         if "fold" in meta:
             fold_of = meta["fold"].astype(int).to_numpy()
-            if groups is not None and (spread := fold_spread(meta, ["group"])):
-                raise LayoutError(
-                    f"{len(spread)} group(s) have clips in several folds, so the folds would "
-                    f"leak: {_shown(spread, 5)} (check the fold and group columns of the "
-                    f"metadata)")
+            if groups is not None:
+                self.check_folds(meta)
         else:
             fold_of = self.generated_folds(meta["label"].astype(str).to_numpy(), groups, section)
         if groups is None:
@@ -370,6 +368,19 @@ class Folder(Adapter):
               f"must be one of the dataset's folds {folds}, got {fold!r}")
         chosen = [fold, *(f for f in folds if f != fold)] if section["cv"] else [fold]
         return {f"fold{f}": fold_of == f for f in chosen}
+
+    def check_folds(self, meta: pd.DataFrame) -> None:
+        """ESC-50's leak check on the metadata's folds: a group's clips of one class in two
+        folds are refused, naming the groups; a group that gives clips to different classes
+        in different folds (as four ESC-50 recordings do) is taken as given, in one line."""
+        if leaking := fold_spread(meta, ["group", "label"]):
+            raise LayoutError(
+                f"{len(leaking)} group(s) have clips of one class in several folds, so the "
+                f"folds would leak: {_shown(leaking, 5)} (check the fold and group columns "
+                f"of the metadata)")
+        if across := fold_spread(meta, ["group"]):
+            print(f"{self.name}: {len(across)} group(s) give clips to different classes in "
+                  f"different folds, taken as the metadata gives them: {_shown(across, 5)}")
 
     def generated_folds(self, labels: np.ndarray, groups: np.ndarray | None,
                         section: dict) -> np.ndarray:
