@@ -26,7 +26,6 @@ sides: every run says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
@@ -37,7 +36,7 @@ import pandas as pd
 import soundfile as sf
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from soundclf.data.archive import DownloadError, extract, fetch
+from soundclf.data.archive import DownloadError, extract, fetch, sha256sum
 from soundclf.data.datasets import Adapter, LayoutError, fold_spread
 from soundclf.params import check, get
 
@@ -196,8 +195,7 @@ def _identical_audio(root: Path, clips: pd.DataFrame) -> None:
     same_size = sizes.duplicated(keep=False)
     if not same_size.any():
         return
-    digest = clips.loc[same_size, "filename"].map(
-        lambda f: hashlib.sha256((root / f).read_bytes()).hexdigest())
+    digest = clips.loc[same_size, "filename"].map(lambda f: sha256sum(root / f))  # streamed
     conflicts = []
     for _, names in clips.loc[same_size].groupby(digest.to_numpy()):
         if names["label"].nunique() > 1:
