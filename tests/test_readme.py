@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from soundclf.__main__ import COMMANDS
-from soundclf.params import problems, read_yaml
+from soundclf.params import FOLDER_DEFAULTS, problems, read_yaml
 from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -74,8 +74,12 @@ def with_overrides(words: list[str], pick: int = 0) -> dict:
     sweep, value number ``pick`` (the last where it has fewer)."""
     params = copy.deepcopy(PARAMS)
     if any(w.endswith("bench_pipeline.py") for w in words):  # it sets datasets itself
+        folder = "--folder" in words  # ... and with --folder, the dataset's section
         params["datasets"] = [words[words.index("--dataset") + 1] if "--dataset" in words
-                              else "esc50"]
+                              else "mysounds" if folder else "esc50"]
+        if folder:
+            params["data"][params["datasets"][0]] = {"kind": "folder", "path": words[2],
+                                                     **FOLDER_DEFAULTS}
     for flag, value in zip(words, words[1:], strict=False):
         if flag != "-S":
             continue
