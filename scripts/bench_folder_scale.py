@@ -2,13 +2,14 @@
 as it grows: a synthetic folder of N distinct short clips, timed by bench_pipeline.
 
     python scripts/bench_folder_scale.py N [--labels 50] [--seconds 0.5] [--workdir DIR]
-        [-- BENCH_PIPELINE_ARGS ...]
+        [--own-stages] [-- BENCH_PIPELINE_ARGS ...]
 
 Writes ``N`` clips of ``--seconds`` (16 kHz mono PCM16 WAV, each its own seeded noise and
 tone, so no two files are identical) as ``<label>/<k>.wav`` with a ``metadata.csv``
 (``file_name``, ``label``, ``group``: four consecutive clips of a label share one), then
 runs ``scripts/bench_pipeline.py DIR --folder`` with the arguments after ``--`` (e.g.
-``--skip train-nn-2layer``). A cost measurement only: the labels are arbitrary.
+``--skip train-nn-2layer``); ``--own-stages`` runs only the folder kind's own stages,
+``index`` and ``download``. A cost measurement only: the labels are arbitrary.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import pandas as pd
 import soundfile as sf
 
 SR = 16000
+LATER_STAGES = ("feature-extraction", "normalize", "train-svc", "train-nn-2layer",
+                "train-nn-5layer", "weights", "embeddings", "train-pretrained",
+                "ensemble-member", "train-ensemble", "details", "compare")
 
 
 def write(root: Path, n: int, labels: int, seconds: float) -> None:
@@ -49,6 +53,8 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--own-stages", action="store_true",
+                        help="only index and download (every later stage skipped)")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-folder-"))
     data = work / "recordings"
@@ -56,6 +62,8 @@ def main() -> None:
         write(data, args.clips, args.labels, args.seconds)
     print(f"{args.clips} clips of {args.seconds} s, {args.labels} labels -> {data}", flush=True)
     script = Path(__file__).resolve().parent / "bench_pipeline.py"
+    if args.own_stages:
+        rest += [w for stage in LATER_STAGES for w in ("--skip", stage)]
     sys.exit(subprocess.call([sys.executable, str(script), str(data), "--folder",
                               "--workdir", str(work / "bench"), *rest]))
 
