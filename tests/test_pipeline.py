@@ -153,6 +153,9 @@ def test_failed_download_keeps_the_previous_dataset(project):
     assert not raw.exists() or not any(raw.iterdir())
     sh("dvc", "checkout", "download@esc50", cwd=repo)
     assert sorted((p.relative_to(raw), p.stat().st_size) for p in raw.rglob("*")) == before
+    # the failed run's index (of the bad source) is rewritten by the next repro, which then
+    # finds the restored dataset current: nothing else runs
+    assert ran_stages(sh("dvc", "repro", cwd=repo)) == set()
     assert up_to_date(repo)
 
 
