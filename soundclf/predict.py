@@ -4,7 +4,7 @@
                                [--models data/models] [--weights data/weights] [--n-jobs 1]
 
 MODEL is a model the pipeline trained for DATASET (``svc``, ``nn-2layer``, ``nn-5layer``,
-``cnn``, ``pretrained``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
+``cnn``, ``pretrained-aisfx``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
 (soundclf.trained) holds the settings its inputs were computed with when it was trained, so
 each recording's inputs are computed from its audio the same way (summary features and
 the scaler, a log-mel spectrogram, or embeddings by the encoder whose checkpoint must
@@ -70,12 +70,20 @@ class Predictor:
         if kind == "embeddings":
             import torch  # the other families need no torch to be imported here
 
-            from soundclf.features.embeddings import embed, encoder_windows, network, pool
+            from soundclf.features.embeddings import (
+                embed,
+                encoder_windows,
+                network,
+                pool,
+                weights_identity,
+            )
             device = torch.device("cpu")
-            recipe = encoder_windows(settings, device)
-            net = network(recipe, self.weights / f"{recipe.encoder}.pth", device)
-            windows = self._computed(recipe, lambda results: embed(
-                results, net, 32, device, recipe.blocks))
+            name = settings["embeddings"]["encoder"]
+            folder = self.weights / name  # checked: still the weights it was trained with
+            recipe = encoder_windows(settings, device, folder,
+                                     weights_identity(name, settings, folder))
+            net = network(recipe, folder, device)
+            windows = self._computed(recipe, lambda results: embed(results, net, 32))
             pooling = settings["embeddings"]["pooling"]
             return np.stack([pool(w, pooling) for w in windows]).astype(np.float32)
         raise PredictError(f"no way to compute inputs of kind {kind!r}")
@@ -129,14 +137,15 @@ def predict(folder: Path, model: str, paths: list[Path], weights: Path,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m soundclf predict``)."""
     parser.add_argument("dataset", help="the dataset the model was trained on, e.g. esc50")
-    parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained, ensemble")
+    parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained-<encoder>, "
+                        "zeroshot-clap, ensemble")
     parser.add_argument("audio", type=Path, nargs="+", help="recordings (WAV, OGG, FLAC...)")
     parser.add_argument("--top", type=int, default=3, help="classes shown per file")
     parser.add_argument("--csv", type=Path, help="write every class's probability here")
     parser.add_argument("--models", type=Path, default=Path("data/models"),
                         help="the trained models' folder (default: data/models)")
     parser.add_argument("--weights", type=Path, default=Path("data/weights"),
-                        help="the encoders' checkpoints (default: data/weights)")
+                        help="the encoders' weights, a folder each (default: data/weights)")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel audio workers")
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from scripts.bench_pipeline import copy_project
 
-MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained", "ensemble")
+MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx", "ensemble")
 
 
 def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:

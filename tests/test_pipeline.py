@@ -63,9 +63,9 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert features.shape == (60, 4 + 2474)
     assert list(features.columns[:4]) == ["filename", "label", "fold", "src_file"]
     # the pretrained model's inputs: the checkpoint verified once, every clip embedded
-    assert "Running stage 'weights'" in log and "weights aisfx: verified" in log
+    assert "Running stage 'weights@aisfx'" in log and "weights aisfx: verified" in log
     for dataset, clips in (("esc50", 60), ("freesound", 46)):  # FreeSound: 0.3 to 30 s
-        with np.load(repo / f"data/embeddings/{dataset}.npz") as embedded:
+        with np.load(repo / f"data/embeddings/{dataset}/aisfx.npz") as embedded:
             assert embedded["values"].shape == (clips, 2 * (256 + 512))
             assert np.isfinite(embedded["values"]).all()
             assert set(embedded["filename"]) == set(pd.read_parquet(
@@ -75,10 +75,10 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert set(compare["esc50"]) == set(MODELS)
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
-    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained | 1 |" in table
+    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained-aisfx | 1 |" in table
     assert "| ESC-50 | Pretrained embeddings + LogReg | aisfx [3, 4] | 1 |" in table
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    members = ("svc", "nn-2layer", "nn-5layer", "pretrained")
+    members = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx")
     assert {f"accuracy_{m}" for m in members} <= set(ensemble)
     # one inner fold (oof.folds 1): no inner accuracy, which needs two
     assert set(ensemble["weights"]) == set(members) and "inner_accuracy" not in ensemble
@@ -183,12 +183,12 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
                                                             cwd=repo))}
     # the embeddings, and the model whose file records how they are computed
     assert changed == {"embeddings", "train-pretrained"}, changed
-    log = sh("dvc", "repro", "embeddings@esc50", cwd=repo)
+    log = sh("dvc", "repro", "embeddings@esc50-aisfx", cwd=repo)
     assert "60 of 60 clips in the feature cache; computing 0" in log
-    with np.load(repo / "data/embeddings/esc50.npz") as embedded:
+    with np.load(repo / "data/embeddings/esc50/aisfx.npz") as embedded:
         assert embedded["values"].shape == (60, 256 + 512)
     sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
-    sh("dvc", "checkout", "embeddings@esc50", cwd=repo)
+    sh("dvc", "checkout", "embeddings@esc50-aisfx", cwd=repo)
     before = {m: (repo / f"metrics/esc50/details/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
@@ -204,12 +204,12 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     assert "metrics/esc50/details/nn-2layer.json" in diff and "valid_loss" in diff
 
     # other members by params alone: the ensemble reruns on those already made
-    log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained]", cwd=repo)
+    log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained-aisfx]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "details@esc50",
                    "details@freesound", "compare"}, log
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    assert set(ensemble["weights"]) == {"svc", "pretrained"}
+    assert set(ensemble["weights"]) == {"svc", "pretrained-aisfx"}
     # ... and a model that is no longer a member changes without rerunning it
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["nn_deep"]["layers"] = [16, 8]
