@@ -130,15 +130,30 @@ def windows(name: str, params: dict, weights: str, device: str, folder: Path
                             extractor=json.dumps(settings, sort_keys=True), device=device)
 
 
-def load_model(name: str, folder: Path, device: torch.device) -> torch.nn.Module:
-    """The repository's model (both towers for CLAP) in eval mode on ``device``."""
+# the ``model_type`` of each encoder's config.json
+MODEL_TYPES = {"clap": "clap", "ast": "audio-spectrogram-transformer"}
+
+
+def load_model(name: str, folder: Path, device: torch.device | str) -> torch.nn.Module:
+    """The repository's model (both towers for CLAP) in eval mode on ``device``; refused
+    unless every weight of the model is in the files (transformers would start a missing
+    one at random and only warn), a classifier head beside them being ignored (AST's)."""
     cls = getattr(transformers, CLASSES[name][1])
+    found = read_json(folder, "config.json").get("model_type")
+    if found != MODEL_TYPES[name]:
+        raise WeightsError(f"{folder / 'config.json'} is of a {found!r} model, not "
+                           f"{name}'s {MODEL_TYPES[name]!r}")
     try:
-        model = cls.from_pretrained(folder)
+        model, info = cls.from_pretrained(folder, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{folder} does not hold a {cls.__name__} that transformers "
                            f"{transformers.__version__} loads ({type(exc).__name__}: "
                            f"{str(exc)[:300]})") from None
+    missing = [*info.get("missing_keys", []), *(k for k, *_ in info.get("mismatched_keys", []))]
+    if missing:
+        raise WeightsError(f"{folder} does not hold {name}'s {cls.__name__}: its weights lack "
+                           f"or mismatch {len(missing)} of the model's, e.g. "
+                           f"{', '.join(sorted(missing)[:3])}")
     return model.to(device).eval()
 
 

@@ -124,7 +124,10 @@ def fetch_repository(name: str, params: dict, out: Path, cache_dir: Path) -> str
             copy_local(folder, digests, tmp, url, f"weights.{name}.url")
         check_digests(name, section, tmp, where)
         # a copy transformers cannot load is refused here, not when every clip waits for it
-        audio_transformers.load_model(name, tmp, "cpu")
+        try:
+            audio_transformers.load_model(name, tmp, "cpu")
+        except WeightsError as exc:
+            raise WeightsError(str(exc).replace(str(tmp), where)) from None
     return where
 
 
