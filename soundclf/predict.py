@@ -13,6 +13,12 @@ members are read from their own files beside it, and must be the ones it learned
 
 Prints each file's ``--top`` classes with their probabilities; ``--csv`` writes a row per
 file instead: ``filename``, ``predicted`` and ``p_<class>`` for every class.
+
+``--labels "siren, dog bark, ..."`` with a zero-shot model (``zeroshot-clap``): the
+recordings classified into those labels, in that order, with no training at all (each
+label's prompt embedded by CLAP's text tower, soundclf.models.zeroshot); the model's
+settings are those it was trained with where DATASET has one, else params.yaml's, and
+CLAP's weights are ``--weights``/clap (stage weights).
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soundclf import trained
+from soundclf import models, trained
 from soundclf.data.audio import Recipe
 from soundclf.evaluation.fit import class_probabilities
 from soundclf.features.extraction import ExtractionError, compute
 from soundclf.features.spectrograms import LogMelSpectrogram
 from soundclf.features.summary import SummaryFeatures
 from soundclf.io import write_with
+from soundclf.params import ParamError, load_params
 from soundclf.table import PREFIX
 
 
@@ -100,9 +107,37 @@ class Predictor:
                                "train --scaler): retrain it with dvc repro")
         return model.scaler.transform(values).astype(np.float32)
 
+    def zero_shot(self, name: str, labels: list[str]) -> trained.Trained:
+        """Zero-shot model ``name`` for ``labels``: its settings from its file where trained,
+        else from params.yaml; its prompts embedded now."""
+        entry = models.get(name)
+        if not entry.reads_weights:
+            zero = [m for m, e in models.every().items() if e.reads_weights]
+            raise PredictError(f"--labels needs a zero-shot model ({', '.join(zero)}), not "
+                               f"{name}")
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise PredictError(f"--labels needs two or more distinct labels, got {labels}")
+        path = self.folder / f"{name}.joblib"
+        if path.is_file():
+            found = trained.load(path)
+            settings = found.settings
+            config = {"zeroshot": {"template": found.estimator.template},
+                      "embeddings": settings["embeddings"]}
+        else:
+            params = load_params()
+            settings = trained.input_settings("embeddings", params, entry.encoder)
+            config = params
+        estimator = entry.build(config, None, weights=self.weights / entry.encoder)
+        estimator.fit(None, None, classes=labels)
+        return trained.Trained(name, estimator, labels, "embeddings", settings)
+
     def probabilities(self, model: trained.Trained) -> np.ndarray:
         """(files, classes) probabilities of ``model.classes``."""
         classes = np.asarray(model.classes)
+        same = list(getattr(model.estimator, "classes_", [])) == list(classes)
+        if model.inputs != "probabilities" and same and hasattr(model.estimator,
+                                                                "predict_proba"):
+            return model.estimator.predict_proba(self.inputs(model))  # typed labels' order
         if model.inputs != "probabilities":
             return class_probabilities(model.estimator, self.inputs(model), classes)
         members = []
@@ -117,11 +152,17 @@ class Predictor:
         return model.estimator.predict_proba(np.stack(members, axis=1))
 
 
+def parse_labels(text: str) -> list[str]:
+    """``"siren, dog bark"`` -> ``["siren", "dog bark"]``."""
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
 def predict(folder: Path, model: str, paths: list[Path], weights: Path,
-            n_jobs: int = 1) -> pd.DataFrame:
-    """A row per file: ``filename``, ``predicted`` and ``p_<class>`` of every class."""
+            n_jobs: int = 1, labels: list[str] | None = None) -> pd.DataFrame:
+    """A row per file: ``filename``, ``predicted`` and ``p_<class>`` of every class (with
+    ``labels``, of those, by a zero-shot model)."""
     predictor = Predictor(folder, paths, weights, n_jobs)
-    found = predictor.load(model)
+    found = predictor.zero_shot(model, labels) if labels is not None else predictor.load(model)
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise PredictError(f"{missing[0]} does not exist"
@@ -147,14 +188,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=Path("data/weights"),
                         help="the encoders' weights, a folder each (default: data/weights)")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel audio workers")
+    parser.add_argument("--labels", type=parse_labels, help="a zero-shot model's classes, "
+                        "comma-separated, e.g. \"siren, dog bark\": no training needed")
 
 
 def run(args: argparse.Namespace) -> None:
     """Classify ``args.audio`` and print (or ``--csv``) the result; exits naming the fault."""
     try:
         table = predict(args.models / args.dataset, args.model, args.audio, args.weights,
-                        args.n_jobs)
-    except (PredictError, trained.NotTrainedError, ExtractionError, ValueError) as exc:
+                        args.n_jobs, args.labels)
+    except (PredictError, trained.NotTrainedError, ExtractionError, ParamError,
+            ValueError) as exc:
         sys.exit(f"predict: {exc}")
     if args.csv is not None:
         write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))

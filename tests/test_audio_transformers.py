@@ -12,12 +12,14 @@ the mechanics (prompts, similarities, probabilities, label order), not accuracy.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import librosa
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import transformers
@@ -253,3 +255,44 @@ def test_params_refuse_zero_shot_without_clap():
     params["embeddings"]["encoder"] = "aisfx"  # the old key
     assert any("now 'embeddings.encoders'" in p for p in problems(params))
     assert json.dumps(params)  # (plain data)
+
+
+def test_predict_labels_classifies_into_typed_labels_with_no_training(fetched, wav, tmp_path,
+                                                                      monkeypatch, capsys):
+    """No model trained (no file for it): params.yaml's settings, CLAP's weights folder,
+    and the labels as typed, in their order."""
+    from soundclf import predict
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["embeddings"]["encoders"] = ["aisfx", "clap"]
+    params["weights"]["clap"] = fetched["params"]["weights"]["clap"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    clips = [wav("a.wav", target=1, seconds=2.0), wav("b.wav", target=2, seconds=12.0)]
+    out = tmp_path / "labels.csv"
+    common = ["--weights", str(fetched["folder"]), "--models", str(tmp_path / "models")]
+    predict.main(["esc50", "zeroshot-clap", *map(str, clips), "--labels",
+                  " siren, dog bark,rain ", "--csv", str(out), *common])
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["filename", "predicted", "p_siren", "p_dog bark", "p_rain"]
+    probs = table.filter(like="p_").to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    # what the zero-shot model gives the clips' CLAP embeddings, pooled as params.yaml says
+    embedded = stage_embeddings("clap", fetched, clips)
+    X = np.stack([pool(w, params["embeddings"]["pooling"]) for w in embedded])
+    model = zeroshot.build(params, None, weights=fetched["folder"] / "clap").fit(
+        None, None, ["siren", "dog bark", "rain"])
+    np.testing.assert_allclose(probs, model.predict_proba(X), rtol=1e-5, atol=1e-7)
+    assert list(table["predicted"]) == list(model.predict(X))
+
+    predict.main(["esc50", "zeroshot-clap", str(clips[0]), "--labels", "siren, rain",
+                  "--top", "1", *common])
+    shown = capsys.readouterr().out.splitlines()[-1]
+    assert shown.startswith(f"{clips[0]}: ") and shown.count(" 0.") + shown.count(" 1.") == 1
+    for model_name, labels, message in (("pretrained-aisfx", "siren, rain",
+                                         "--labels needs a zero-shot model (zeroshot-clap), "
+                                         "not pretrained-aisfx"),
+                                        ("zeroshot-clap", "siren",
+                                         "--labels needs two or more distinct labels")):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            predict.main(["esc50", model_name, str(clips[0]), "--labels", labels, *common])
