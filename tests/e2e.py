@@ -16,6 +16,14 @@ from scripts.bench_pipeline import copy_project
 MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx", "ensemble")
 
 
+def train_stage(model: str, dataset: str) -> str:
+    """The stage that trains ``model`` on ``dataset``: ``train-svc@esc50``; a pretrained
+    model's, of the matrix over datasets and encoders, ``train-pretrained@esc50-aisfx``."""
+    if model.startswith("pretrained-"):
+        return f"train-pretrained@{dataset}-{model.removeprefix('pretrained-')}"
+    return f"train-{model}@{dataset}"
+
+
 def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:
     """Run ``cmd`` in ``cwd`` with this venv first on PATH; its output, asserting that it
     succeeded (``ok``) or failed."""

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.e2e import MODELS, committed_project, sh, small_training
+from tests.e2e import MODELS, committed_project, sh, small_training, train_stage
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def project(tmp_path_factory, esc50_zip, freesound_zips, demo_weights) -> tuple[
 def test_repro_produces_metrics_predictions_and_plots(project):
     repo, log = project
     for model in MODELS:
-        assert f"Running stage 'train-{model}@esc50'" in log
+        assert f"Running stage '{train_stage(model, 'esc50')}'" in log
         metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
         # the ensemble's training clips: the out-of-fold ones, the first oof.folds (1) of 4
         assert metrics["n_train"] == (12 if model == "ensemble" else 48)
@@ -121,7 +121,7 @@ def test_forced_rerun_gives_identical_results(project):
         f"plots/predictions/esc50/{m}.csv" for m in rerun] + [
         f"data/probabilities/esc50/{m}.parquet" for m in rerun if m != "ensemble"]
     before = {path: (repo / path).read_bytes() for path in outputs}
-    sh("dvc", "repro", "-f", "-s", *[f"train-{m}@esc50" for m in rerun], cwd=repo)
+    sh("dvc", "repro", "-f", "-s", *[train_stage(m, "esc50") for m in rerun], cwd=repo)
     assert {path: (repo / path).read_bytes() for path in outputs} == before
 
 
@@ -153,7 +153,7 @@ def test_freesound_runs_in_the_same_repro(project):
     counts = json.loads((repo / "metrics/freesound/dataset.json").read_text())
     assert counts == {"clips_listed": 49, "clips_used": 46, "clips_excluded": 3, "classes": 5}
     for model in MODELS:
-        assert f"Running stage 'train-{model}@freesound'" in log
+        assert f"Running stage '{train_stage(model, 'freesound')}'" in log
         metrics = json.loads((repo / f"metrics/freesound/details/{model}.json").read_text())
         n_train = 9 if model == "ensemble" else 36  # out of fold: 1 of tune.folds' 4
         assert (metrics["n_train"], metrics["n_valid"], metrics["n_classes"]) == (n_train, 10, 5)

@@ -42,7 +42,7 @@ def architecture(name: str):
 
 
 MODELS = [Model(f"pretrained-{name}", "Pretrained embeddings + LogReg",
-                params=("pretrained", "embeddings.encoders", "embeddings.blocks"),
+                params=("pretrained", "embeddings.blocks"),
                 build=build, tune="pretrained", inputs="embeddings",
                 architecture=architecture(name), datasets=on_encoder(name), encoder=name)
           for name in ENCODERS]
