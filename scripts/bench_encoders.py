@@ -1,17 +1,18 @@
 """What a pretrained encoder costs: seconds per 1,000 five-second clips and peak memory.
 
-    python scripts/bench_encoders.py ENCODER [--clips 64] [--threads 2] [--batch 8]
+    python scripts/bench_encoders.py ENCODER [ENCODER ...] [--clips 64] [--threads 2] [--batch 8]
                                      [--precision fp32 bf16] [--json OUT]
 
 The cost does not depend on the weights' values, so the network is the real architecture
 with random weights, built from its configuration with no download: CLAP
 (``transformers.ClapConfig()``'s defaults, which are ``laion/clap-htsat-unfused``'s: HTSAT
 audio tower and RoBERTa text tower, both built and loaded as the pipeline loads them) and
-AST (``ASTConfig()``'s defaults, ``MIT/ast-finetuned-audioset-10-10-0.4593``'s). Each of
+AST (``ASTConfig()``'s defaults, ``MIT/ast-finetuned-audioset-10-10-0.4593``'s); aisfx, the
+project's own network, for scale. Each of
 ``--clips`` five-second clips of noise at the feature extractor's rate goes through the
 extractor (in this process, one clip at a time, as a worker of the embeddings stage does)
-and the network, ``--batch`` clips a batch, on ``--threads`` threads; one warm-up batch is
-not counted; the network's CPU time over the threads is given beside its wall-clock time
+and the network, ``--batch`` clips a batch, on ``--threads`` threads; one warm-up batch (and
+clip) is not counted; the network's CPU time over the threads is given beside its wall-clock time
 (on idle cores they agree; on a busy machine the CPU time is the closer to what idle
 cores would take). Reading and resampling the audio is left out (the same for every encoder).
 Each precision runs in a process of its own, so that each peak (resident memory of the
@@ -69,6 +70,7 @@ def bench_clap(clips: int, batch: int, precision: str) -> dict:
     model = transformers.ClapModel(transformers.ClapConfig()).eval()
     extractor = transformers.ClapFeatureExtractor(truncation="rand_trunc")  # unfused
     audio = noise(clips, extractor.sampling_rate)
+    extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
     start = time.perf_counter()
     features = [extractor(y, sampling_rate=extractor.sampling_rate,
                           return_tensors="np")["input_features"][0] for y in audio]
@@ -92,6 +94,7 @@ def bench_ast(clips: int, batch: int, precision: str) -> dict:
     model = transformers.ASTModel(transformers.ASTConfig()).eval()
     extractor = transformers.ASTFeatureExtractor()
     audio = noise(clips, extractor.sampling_rate)
+    extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
     start = time.perf_counter()
     features = [extractor(y, sampling_rate=extractor.sampling_rate,
                           return_tensors="np")["input_values"][0] for y in audio]
@@ -104,7 +107,28 @@ def bench_ast(clips: int, batch: int, precision: str) -> dict:
             "extract_s": extract, **network(timed_batches(run, features, batch, precision))}
 
 
-BENCHES = {"clap": bench_clap, "ast": bench_ast}
+def bench_aisfx(clips: int, batch: int, precision: str) -> dict:
+    """aisfx as the pipeline runs it by default (hop 1.0, blocks 3 and 4), for scale."""
+    import torch
+
+    from soundclf.features.encoders import AisfxFrontEnd, Cnn9
+
+    net = Cnn9().eval().to(memory_format=torch.channels_last)
+    front = AisfxFrontEnd()
+    audio = noise(clips, front.sr)
+    front.spectrogram(audio[0])  # warm-up
+    start = time.perf_counter()
+    windows = [front.windows(front.spectrogram(y), 1.0).astype(np.float32) for y in audio]
+    extract = time.perf_counter() - start
+
+    def run(part):
+        return net(torch.from_numpy(np.concatenate(part)), (3, 4))
+
+    return {"parameters": sum(p.numel() for p in net.parameters()),
+            "extract_s": extract, **network(timed_batches(run, windows, batch, precision))}
+
+
+BENCHES = {"aisfx": bench_aisfx, "clap": bench_clap, "ast": bench_ast}
 
 
 def one(encoder: str, clips: int, batch: int, precision: str, threads: int) -> dict:
@@ -132,7 +156,7 @@ def one(encoder: str, clips: int, batch: int, precision: str, threads: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("encoder", choices=list(BENCHES))
+    parser.add_argument("encoder", nargs="+", choices=list(BENCHES))
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
@@ -141,12 +165,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="append each result here, a line each")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:  # a child: one precision
-        print(json.dumps(one(args.encoder, args.clips, args.batch, args.precision[0],
+    if args.one:  # a child: one encoder, one precision
+        print(json.dumps(one(args.encoder[0], args.clips, args.batch, args.precision[0],
                              args.threads)))
         return
-    for precision in args.precision:
-        out = subprocess.run([sys.executable, __file__, args.encoder, "--one", "--clips",
+    for encoder, precision in [(e, p) for e in args.encoder for p in args.precision]:
+        out = subprocess.run([sys.executable, __file__, encoder, "--one", "--clips",
                               str(args.clips), "--batch", str(args.batch), "--threads",
                               str(args.threads), "--precision", precision],
                              capture_output=True, text=True, check=True).stdout
