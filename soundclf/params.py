@@ -268,6 +268,7 @@ SCHEMA: dict[str, Validator] = {
     "embeddings.peak_normalize": one_of(True, False),
     "embeddings.batch_size": integer(1),
     "embeddings.device": one_of("auto", "cpu", "cuda"),
+    "embeddings.precision": one_of(*PRECISIONS),  # soundclf.devices.autocast_dtype
     "zeroshot.datasets": lambda v: None,  # checked against datasets in problems()
     "zeroshot.template": lambda v: None if isinstance(v, str) and v.count("{}") == 1 else (
         "must be a prompt with one {} where the class name goes, e.g. 'This is a sound of {}.'"),

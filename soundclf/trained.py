@@ -29,7 +29,7 @@ INPUT_PARAMS = {
     "features": tuple(f"features.{k}" for k in ("sr", "duration", "n_fft", "hop_length",
                                                  "n_mels", "cqt_bins")),
     "spectrograms": ("spectrograms",),
-    "embeddings": ("embeddings.hop", "embeddings.blocks",
+    "embeddings": ("embeddings.hop", "embeddings.blocks", "embeddings.precision",
                    "embeddings.peak_normalize", "embeddings.pooling",
                    "weights.{encoder}.sha256"),
     "probabilities": (),

@@ -33,7 +33,7 @@ import torch
 import transformers
 
 from soundclf.data.audio import Recipe
-from soundclf.features.encoders import Embedder, WeightsError
+from soundclf.features.encoders import Embedder, WeightsError, precision_of, with_precision
 
 # each encoder's feature extractor and model class in transformers
 CLASSES = {"clap": ("ClapFeatureExtractor", "ClapModel"),
@@ -55,6 +55,7 @@ class ExtractorWindows(Recipe):
     transformers: str = transformers.__version__
     torch: str = torch.__version__
     device: str = "cpu"
+    precision: str = "fp32"  # the network's autocast dtype (embeddings.precision, resolved)
 
     def starts(self, n: int) -> list[int]:
         """Where each window begins in a clip of ``n`` samples: one for a clip no longer
@@ -127,7 +128,8 @@ def windows(name: str, params: dict, weights: str, device: str, folder: Path
     return ExtractorWindows(sr=int(extract.sampling_rate), encoder=name, weights=weights,
                             hop=params["embeddings"]["hop"],
                             window=window_samples(name, settings),
-                            extractor=json.dumps(settings, sort_keys=True), device=device)
+                            extractor=json.dumps(settings, sort_keys=True), device=device,
+                            precision=precision_of(params["embeddings"], device))
 
 
 # the ``model_type`` of each encoder's config.json
@@ -171,4 +173,4 @@ def embedder(folder: Path, recipe: ExtractorWindows, device: torch.device) -> Em
             out = model(input_values=x)
         return out.pooler_output.float().cpu().numpy()
 
-    return run
+    return with_precision(run, recipe.precision, device)

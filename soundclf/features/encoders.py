@@ -180,6 +180,7 @@ class EncoderWindows(Recipe):
     front_end: AisfxFrontEnd = AisfxFrontEnd()
     torch: str = torch.__version__
     device: str = "cpu"
+    precision: str = "fp32"  # the network's autocast dtype (embeddings.precision, resolved)
 
     def compute(self, ys: list[np.ndarray]) -> list[np.ndarray]:
         front = self.front_end
@@ -195,12 +196,34 @@ def aisfx_windows(params: dict, weights: str, device: str, folder: Path | None =
     return EncoderWindows(sr=front.sr, encoder="aisfx", weights=weights, hop=section["hop"],
                           blocks=tuple(sorted(section["blocks"])),
                           peak_normalize=section["peak_normalize"], front_end=front,
-                          device=device)
+                          device=device, precision=precision_of(section, device))
+
+
+def precision_of(section: dict, device: str) -> str:
+    """``embeddings.precision`` resolved on ``device``: fp32 or bf16 (missing in the
+    settings of a model trained before it existed: fp32)."""
+    from soundclf.devices import autocast_dtype
+    dtype = autocast_dtype(section.get("precision", "fp32"), torch.device(device),
+                           "embeddings.precision")
+    return "fp32" if dtype is None else "bf16"
+
+
+def with_precision(run: Embedder, precision: str, device: torch.device) -> Embedder:
+    """``run`` under bf16 autocast for ``precision`` bf16 (its output float32)."""
+    if precision == "fp32":
+        return run
+
+    def autocast(batch: np.ndarray) -> np.ndarray:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            return np.asarray(run(batch), dtype=np.float32)
+
+    return autocast
 
 
 def aisfx_embedder(folder: Path, recipe: EncoderWindows, device: torch.device) -> Embedder:
     net = load_network(ENCODERS["aisfx"], folder / CHECKPOINT, device)
-    return lambda batch: run_network(net, batch, device, recipe.blocks)
+    return with_precision(lambda batch: run_network(net, batch, device, recipe.blocks),
+                          recipe.precision, device)
 
 
 def clap_windows(params: dict, weights: str, device: str, folder: Path) -> Recipe:
