@@ -12,9 +12,9 @@ project's own network, for scale. Each of
 ``--clips`` five-second clips of noise at the feature extractor's rate goes through the
 extractor (in this process, one clip at a time, as a worker of the embeddings stage does)
 and the network, ``--batch`` clips a batch, on ``--threads`` threads; one warm-up batch (and
-clip) is not counted; the network's CPU time over the threads is given beside its wall-clock time
-(on idle cores they agree; on a busy machine the CPU time is the closer to what idle
-cores would take). Reading and resampling the audio is left out (the same for every encoder).
+clip) is not counted; the CPU time (the extractor's, one thread; the network's over the threads)
+is given beside the wall-clock time (on idle cores they agree; on a busy machine the CPU
+time is the closer to what idle cores would take). Reading and resampling the audio is left out (the same for every encoder).
 Each precision runs in a process of its own, so that each peak (resident memory of the
 whole process, sampled: scripts/peak_memory.py) is its own. The figures scale to 1,000
 clips; ratios between encoders or precisions are what holds on a busy machine, where each
@@ -59,6 +59,10 @@ def timed_batches(run, inputs: list, batch: int, precision: str) -> tuple[float,
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def extracted(times: tuple[float, float]) -> dict:
+    return {"extract_s": times[0], "extract_cpu_s": times[1]}
+
+
 def network(times: tuple[float, float]) -> dict:
     return {"network_s": times[0], "network_cpu_s": times[1]}
 
@@ -71,10 +75,10 @@ def bench_clap(clips: int, batch: int, precision: str) -> dict:
     extractor = transformers.ClapFeatureExtractor(truncation="rand_trunc")  # unfused
     audio = noise(clips, extractor.sampling_rate)
     extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     features = [extractor(y, sampling_rate=extractor.sampling_rate,
                           return_tensors="np")["input_features"][0] for y in audio]
-    extract = time.perf_counter() - start
+    extract = time.perf_counter() - start, time.process_time() - cpu
 
     def run(part):
         x = torch.from_numpy(np.stack(part))
@@ -84,7 +88,7 @@ def bench_clap(clips: int, batch: int, precision: str) -> dict:
     return {"parameters": sum(p.numel() for p in model.parameters()),
             "audio_parameters": sum(p.numel() for n, p in model.named_parameters()
                                     if n.startswith("audio_")),
-            "extract_s": extract, **network(timed_batches(run, features, batch, precision))}
+            **extracted(extract), **network(timed_batches(run, features, batch, precision))}
 
 
 def bench_ast(clips: int, batch: int, precision: str) -> dict:
@@ -95,16 +99,16 @@ def bench_ast(clips: int, batch: int, precision: str) -> dict:
     extractor = transformers.ASTFeatureExtractor()
     audio = noise(clips, extractor.sampling_rate)
     extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     features = [extractor(y, sampling_rate=extractor.sampling_rate,
                           return_tensors="np")["input_values"][0] for y in audio]
-    extract = time.perf_counter() - start
+    extract = time.perf_counter() - start, time.process_time() - cpu
 
     def run(part):
         return model(input_values=torch.from_numpy(np.stack(part))).pooler_output
 
     return {"parameters": sum(p.numel() for p in model.parameters()),
-            "extract_s": extract, **network(timed_batches(run, features, batch, precision))}
+            **extracted(extract), **network(timed_batches(run, features, batch, precision))}
 
 
 def bench_aisfx(clips: int, batch: int, precision: str) -> dict:
@@ -117,15 +121,15 @@ def bench_aisfx(clips: int, batch: int, precision: str) -> dict:
     front = AisfxFrontEnd()
     audio = noise(clips, front.sr)
     front.spectrogram(audio[0])  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     windows = [front.windows(front.spectrogram(y), 1.0).astype(np.float32) for y in audio]
-    extract = time.perf_counter() - start
+    extract = time.perf_counter() - start, time.process_time() - cpu
 
     def run(part):
         return net(torch.from_numpy(np.concatenate(part)), (3, 4))
 
     return {"parameters": sum(p.numel() for p in net.parameters()),
-            "extract_s": extract, **network(timed_batches(run, windows, batch, precision))}
+            **extracted(extract), **network(timed_batches(run, windows, batch, precision))}
 
 
 BENCHES = {"aisfx": bench_aisfx, "clap": bench_clap, "ast": bench_ast}
@@ -146,6 +150,7 @@ def one(encoder: str, clips: int, batch: int, precision: str, threads: int) -> d
     return {"encoder": encoder, "precision": precision, "clips": clips, "batch": batch,
             "threads": threads, **found,
             "extract_s_per_1000": round(found["extract_s"] * scale, 1),
+            "extract_cpu_s_per_1000": round(found["extract_cpu_s"] * scale, 1),
             "network_s_per_1000": round(found["network_s"] * scale, 1),
             # CPU seconds over the threads: what the wall-clock time would be on idle cores
             "network_cpu_s_per_1000_per_thread": round(
