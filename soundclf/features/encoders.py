@@ -1,10 +1,9 @@
 """Pretrained audio encoders: networks trained elsewhere, turning a clip into embeddings.
 
 An encoder is one :class:`Encoder` in :data:`ENCODERS`: where its published weights are
-(``weights.<name>`` in params.yaml names the file and its SHA-256; stage `weights`
-fetches it), the PyTorch module they load into (this project's own code, loaded with
-``strict=True``, so a checkpoint of another shape is refused), and the front end that
-turns audio into the network's input windows. :func:`embed_windows` runs it batched.
+(``weights.<name>`` in params.yaml; stage `weights` fetches them), the recipe that cuts a
+clip into the network's input windows (in the extraction workers), and what embeds a
+batch of windows. :func:`embed_windows` runs it batched.
 
 ``aisfx``: Ma & Lerch, "Representation Learning for the Automatic Indexing of Sound
 Effects Libraries", ISMIR 2022 (weights CC BY 4.0, from the ``aisfx`` 0.1.2 wheel on
@@ -28,8 +27,11 @@ published. Adding an encoder: an entry in :data:`ENCODERS` (its ``windows`` reci
 the workers cut of each clip; its ``embedder``, what turns a batch of windows into
 embeddings; for a checkpoint, its ``network`` and ``read_state``), its ``weights.<name>``
 section in params.yaml and in soundclf/params.py's SCHEMA (which makes it a value of
-``embeddings.encoders`` and a ``pretrained-<name>`` model, soundclf.models.pretrained), and
-its name among dvc.yaml's nothing: the stages are a matrix over ``embeddings.encoders``.
+``embeddings.encoders`` and a ``pretrained-<name>`` model, soundclf.models.pretrained).
+dvc.yaml needs nothing: its stages are a matrix over ``embeddings.encoders``.
+
+``aisfx``'s network is this project's own module, loaded with ``strict=True`` (a
+checkpoint of another shape is refused).
 """
 
 from __future__ import annotations
