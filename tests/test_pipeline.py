@@ -9,6 +9,7 @@ parallel.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -272,12 +273,28 @@ def test_every_declared_plot_exists_and_renders(project):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     datasets = ["esc50", "freesound"]
     paths = {next(iter(p)) if isinstance(p, dict) else p for p in pipeline["plots"]}
+    lists = {"${datasets}": datasets, "${cnn.datasets}": params["cnn"]["datasets"],
+             "${zeroshot.datasets}": params["zeroshot"]["datasets"],
+             "${embeddings.encoders}": params["embeddings"]["encoders"],
+             "${ensemble.members}": params["ensemble"]["members"]}
     for stage in pipeline["stages"].values():
-        # a stage's plots for every item of its foreach (cnn.datasets: none by default)
-        items = {"${datasets}": datasets, "${cnn.datasets}": params["cnn"]["datasets"]}[
-            stage["foreach"]] if "foreach" in stage else [None]
+        # a stage's plots for every item of its foreach or matrix (cnn.datasets and
+        # zeroshot.datasets: none by default)
+        if "foreach" in stage:
+            items = [{"${item}": str(d)} for d in lists[stage["foreach"]]]
+        elif "matrix" in stage:
+            keys = list(stage["matrix"])
+            items = [{f"${{item.{k}}}": v for k, v in zip(keys, values, strict=True)}
+                     for values in itertools.product(*(lists[stage["matrix"][k]]
+                                                       for k in keys))]
+        else:
+            items = [{}]
         for entry in stage.get("do", stage).get("plots", []):
-            paths |= {next(iter(entry)).replace("${item}", str(d)) for d in items}
+            for item in items:
+                path = next(iter(entry))
+                for key, value in item.items():
+                    path = path.replace(key, value)
+                paths.add(path)
     for path in sorted(paths):
         assert (repo / path).exists(), path
     assert len(list((repo / "plots/confusion").rglob("*.png"))) == 2 * len(MODELS)
