@@ -13,6 +13,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 
@@ -57,3 +58,37 @@ def write_tiny_ast(folder: Path, seed: int = 0) -> dict[str, str]:
 
 
 WRITERS = {"clap": write_tiny_clap, "ast": write_tiny_ast}
+
+
+def write_discerning_clap(folder: Path, clips: list[Path], labels: list[str],
+                          seeds: range = range(20)) -> int:
+    """A tiny CLAP (:func:`write_tiny_clap`) whose zero-shot predictions of ``clips`` with
+    ``labels`` are not all one class; returns its seed.
+
+    Random weights classify by chance, and most seeds give every clip the same class,
+    which the pipeline refuses as a collapsed model (soundclf.evaluation.scores): the
+    first seed that does not is taken, the choice made by the pipeline's own code.
+    """
+    import shutil
+
+    from soundclf.data.audio import load_clip
+    from soundclf.features.embeddings import embed, encoder_windows, network, pool
+    from soundclf.features.hub import verify_repository
+    from soundclf.models import zeroshot
+
+    params = {"embeddings": {"encoder": "clap", "hop": 1.0, "pooling": ["mean"]},
+              "weights": {"clap": {"sha256": None}}}
+    for seed in seeds:
+        shutil.rmtree(folder, ignore_errors=True)
+        write_tiny_clap(folder, seed)
+        cpu = torch.device("cpu")
+        recipe = encoder_windows(params, cpu, folder,
+                                 verify_repository("clap", params["weights"]["clap"], folder))
+        net = network(recipe, folder, cpu)
+        windows = ((i, recipe.compute([load_clip(p, recipe)])[0]) for i, p in enumerate(clips))
+        X = np.stack([pool(w, ["mean"]) for _, w in embed(windows, net, 8)])
+        model = zeroshot.build({"zeroshot": {"template": zeroshot.TEMPLATE},
+                                "embeddings": {"pooling": ["mean"]}}, None, weights=folder)
+        if len(set(model.fit(None, labels).predict(X))) > 1:
+            return seed
+    raise RuntimeError(f"no seed of {seeds} gives a tiny CLAP that tells the clips apart")
