@@ -60,35 +60,48 @@ def write_tiny_ast(folder: Path, seed: int = 0) -> dict[str, str]:
 WRITERS = {"clap": write_tiny_clap, "ast": write_tiny_ast}
 
 
-def write_discerning_clap(folder: Path, clips: list[Path], labels: list[str],
-                          seeds: range = range(20)) -> int:
-    """A tiny CLAP (:func:`write_tiny_clap`) whose zero-shot predictions of ``clips`` with
-    ``labels`` are not all one class; returns its seed.
+def write_calibrated_clap(folder: Path, clips: dict[str, list[Path]], seed: int = 0) -> None:
+    """A tiny CLAP (:func:`write_tiny_clap`) whose zero-shot tells ``clips``' classes apart.
 
-    Random weights classify by chance, and most seeds give every clip the same class,
-    which the pipeline refuses as a collapsed model (soundclf.evaluation.scores): the
-    first seed that does not is taken, the choice made by the pipeline's own code.
+    Random weights give every clip about the same audio embedding, and the zero-shot
+    model then one class for every clip, which the pipeline refuses as a collapsed model
+    (soundclf.evaluation.scores). So the last layer of the text projection is set, by
+    least squares, to map each class's prompt onto the mean audio embedding of that
+    class's ``clips`` (label -> clips: give training clips, not the ones scored), what
+    contrastive training would move it towards; everything else keeps its random weights.
+    The audio embeddings are the pipeline's own (soundclf.features.embeddings).
     """
-    import shutil
+    from transformers import AutoTokenizer
 
     from soundclf.data.audio import load_clip
     from soundclf.features.embeddings import embed, encoder_windows, network, pool
     from soundclf.features.hub import verify_repository
     from soundclf.models import zeroshot
 
+    write_tiny_clap(folder, seed)
+    cpu = torch.device("cpu")
     params = {"embeddings": {"encoder": "clap", "hop": 1.0, "pooling": ["mean"]},
               "weights": {"clap": {"sha256": None}}}
-    for seed in seeds:
-        shutil.rmtree(folder, ignore_errors=True)
-        write_tiny_clap(folder, seed)
-        cpu = torch.device("cpu")
-        recipe = encoder_windows(params, cpu, folder,
-                                 verify_repository("clap", params["weights"]["clap"], folder))
-        net = network(recipe, folder, cpu)
-        windows = ((i, recipe.compute([load_clip(p, recipe)])[0]) for i, p in enumerate(clips))
-        X = np.stack([pool(w, ["mean"]) for _, w in embed(windows, net, 8)])
-        model = zeroshot.build({"zeroshot": {"template": zeroshot.TEMPLATE},
-                                "embeddings": {"pooling": ["mean"]}}, None, weights=folder)
-        if len(set(model.fit(None, labels).predict(X))) > 1:
-            return seed
-    raise RuntimeError(f"no seed of {seeds} gives a tiny CLAP that tells the clips apart")
+    recipe = encoder_windows(params, cpu, folder,
+                             verify_repository("clap", params["weights"]["clap"], folder))
+    net = network(recipe, folder, cpu)
+    labels = sorted(clips)
+    targets = []
+    for label in labels:
+        windows = ((i, recipe.compute([load_clip(p, recipe)])[0])
+                   for i, p in enumerate(clips[label]))
+        audio = np.stack([pool(w, ["mean"]) for _, w in embed(windows, net, 8)])
+        audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+        targets.append(audio.mean(axis=0))
+    model = transformers.ClapModel.from_pretrained(folder).eval()
+    tokens = AutoTokenizer.from_pretrained(folder)(
+        [zeroshot.prompt(label) for label in labels], padding=True, return_tensors="pt")
+    projection = model.text_projection
+    with torch.no_grad():
+        pooled = model.text_model(**tokens).pooler_output
+        hidden = projection.activation(projection.linear1(pooled))
+        inputs = torch.cat([hidden, torch.ones(len(labels), 1)], dim=1)
+        solved = torch.linalg.pinv(inputs) @ torch.from_numpy(np.stack(targets)).float()
+        projection.linear2.weight.copy_(solved[:-1].T)
+        projection.linear2.bias.copy_(solved[-1])
+    model.save_pretrained(folder)
