@@ -64,8 +64,11 @@ def fetched(repos, tmp_path_factory) -> dict:
     """Each repository through the weights stage's code, as data/weights/<encoder>/."""
     out = tmp_path_factory.mktemp("weights")
     params = {"weights": {name: section(repos, name) for name in repos}}
+    params["weights"]["ast"]["url"] = repos["ast"][0].as_uri()  # a file:// URL works the same
     for name in repos:
-        assert fetch_weights(name, params, out / name, out / "cache") == str(repos[name][0])
+        url = params["weights"][name]["url"]
+        assert fetch_weights(name, params, out / name, out / "cache") == url
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted(repos[name][1])
     return {"folder": out, "params": params}
 
 
