@@ -105,6 +105,31 @@ def optional(check: Validator) -> Validator:
     return lambda v: None if v is None else check(v)
 
 
+def hub_repo(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", v)
+    return None if ok else "must be a Hugging Face Hub repository, owner/name"
+
+
+def revision(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-f]{40}", v))
+    return None if ok else "must be null (the newest, unpinned) or a 40-character commit hash"
+
+
+def file_digests(v: Any) -> str | None:
+    """A Hub repository's files and their SHA-256 (soundclf.features.hub)."""
+    ok = v is None or (isinstance(v, dict) and v and all(
+        isinstance(k, str) and k and not sha256_digest(d) for k, d in v.items()))
+    return None if ok else ("must be null (not checked) or a mapping of each file of the "
+                            "repository to its 64-character hex SHA-256")
+
+
+def encoder_list(v: Any) -> str | None:
+    """``embeddings.encoders``: names among the encoders with a ``weights`` section."""
+    ok = isinstance(v, list) and v and all(e in ENCODERS for e in v) and len(set(v)) == len(v)
+    return None if ok else (f"must be a non-empty list of distinct encoders from "
+                            f"{', '.join(ENCODERS)}, e.g. [aisfx]")
+
+
 def n_jobs(v: Any) -> str | None:
     return None if _is_int(v) and v != 0 else "must be a non-zero integer (-1 = all cores)"
 
@@ -218,9 +243,20 @@ SCHEMA: dict[str, Validator] = {
     "cnn.training.early_stopping_valid": fraction,
     "cnn.training.device": one_of("auto", "cpu", "cuda"),
     "cnn.training.precision": one_of(*PRECISIONS),  # soundclf.devices.autocast_dtype
+    # each encoder's weights (soundclf.features.encoders.ENCODERS has one entry per name):
+    # a checkpoint file (url, sha256) or a Hugging Face Hub repository (repo, revision,
+    # url: a local copy, sha256: each file's)
     "weights.aisfx.url": location,
     "weights.aisfx.sha256": sha256_digest,  # the checkpoint's, always checked
-    "embeddings.encoder": one_of("aisfx"),  # soundclf.features.encoders.ENCODERS
+    "weights.clap.repo": hub_repo,
+    "weights.clap.revision": revision,
+    "weights.clap.url": optional(location),
+    "weights.clap.sha256": file_digests,
+    "weights.ast.repo": hub_repo,
+    "weights.ast.revision": revision,
+    "weights.ast.url": optional(location),
+    "weights.ast.sha256": file_digests,
+    "embeddings.encoders": encoder_list,
     "embeddings.hop": lambda v: None if _is_number(v) and 0.01 <= v <= 1 else (
         "must be a fraction of a window from 0.01 to 1"),
     "embeddings.pooling": lambda v: None if isinstance(v, list) and v and len(set(v)) == len(
@@ -232,6 +268,10 @@ SCHEMA: dict[str, Validator] = {
     "embeddings.peak_normalize": one_of(True, False),
     "embeddings.batch_size": integer(1),
     "embeddings.device": one_of("auto", "cpu", "cuda"),
+    "embeddings.precision": one_of(*PRECISIONS),  # soundclf.devices.autocast_dtype
+    "zeroshot.datasets": lambda v: None,  # checked against datasets in problems()
+    "zeroshot.template": lambda v: None if isinstance(v, str) and v.count("{}") == 1 else (
+        "must be a prompt with one {} where the class name goes, e.g. 'This is a sound of {}.'"),
     "pretrained.C": positive_number,
     "pretrained.max_iter": integer(1),
     "pretrained.class_weight": one_of(*CLASS_WEIGHTS),
@@ -249,6 +289,11 @@ SCHEMA: dict[str, Validator] = {
     "tune.metric": one_of(*METRICS),
 }
 DATASETS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("data.")))
+# the encoders, each with a weights section (soundclf.features.encoders implements them)
+ENCODERS = tuple(dict.fromkeys(k.split(".")[1] for k in SCHEMA if k.startswith("weights.")))
+# what replaced a key that users' params files may still have
+RENAMED = {"embeddings.encoder": "'embeddings.encoder' is now 'embeddings.encoders', a "
+                                 "list: e.g. encoders: [aisfx]"}
 
 # A dataset of the folder kind (soundclf.data.folder): ``data.<name>`` with ``kind: folder``,
 # any name of letters, digits, ``_`` and ``-`` but the built-in ones. Its keys, and the
@@ -298,12 +343,14 @@ def folder_problems(name: str, section: dict) -> list[str]:
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"nn": {"layers": [9]}}`` -> ``{"nn.layers": [9]}``; lists, scalars and search
-    grids (``tune.<model>``, mappings read whole) are leaves."""
+    """``{"nn": {"layers": [9]}}`` -> ``{"nn.layers": [9]}``; lists, scalars, search
+    grids (``tune.<model>``) and other mappings that SCHEMA reads whole (a Hub
+    repository's file digests) are leaves."""
     flat = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and not name.startswith("tune."):
+        if isinstance(value, dict) and value and not name.startswith("tune.") \
+                and name not in SCHEMA:
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value
@@ -317,6 +364,9 @@ def problems(params: dict) -> list[str]:
             if not any(k.startswith(f"data.{name}.") for name in folders)}
     found = []
     for key in flat.keys() - SCHEMA.keys():
+        if key in RENAMED:
+            found.append(RENAMED[key])
+            continue
         close = difflib.get_close_matches(key, list(SCHEMA), n=1)
         found.append(f"'{key}' is not a known key" + (f" (did you mean '{close[0]}'?)"
                                                       if close else ""))
@@ -340,6 +390,15 @@ def problems(params: dict) -> list[str]:
             and len(set(flat["cnn.datasets"])) == len(flat["cnn.datasets"])):
         found.append(f"'cnn.datasets' must be a list of distinct names from datasets "
                      f"({', '.join(names)}), [] for none; got {flat['cnn.datasets']!r}")
+    if "zeroshot.datasets" in flat and isinstance(names, list):
+        chosen = flat["zeroshot.datasets"]
+        if not (isinstance(chosen, list) and set(chosen) <= set(names)
+                and len(set(chosen)) == len(chosen)):
+            found.append(f"'zeroshot.datasets' must be a list of distinct names from datasets "
+                         f"({', '.join(map(str, names))}), [] for none; got {chosen!r}")
+        elif chosen and "clap" not in (flat.get("embeddings.encoders") or []):
+            found.append("'zeroshot.datasets' needs clap's embeddings: add clap to "
+                         "'embeddings.encoders'")
     return sorted(found)
 
 

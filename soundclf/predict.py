@@ -8,7 +8,7 @@ are missing or cannot be read do not stop the others: the good ones are classifi
 bad one is listed with its reason, and the command exits with status 1.
 
 MODEL is a model the pipeline trained for DATASET (``svc``, ``nn-2layer``, ``nn-5layer``,
-``cnn``, ``pretrained``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
+``cnn``, ``pretrained-aisfx``, ``ensemble``...): its file ``data/models/DATASET/MODEL.joblib``
 (soundclf.trained) holds the settings its inputs were computed with when it was trained, so
 each recording's inputs are computed from its audio the same way (summary features and
 the scaler, a log-mel spectrogram, or embeddings by the encoder whose checkpoint must
@@ -17,6 +17,12 @@ members are read from their own files beside it, and must be the ones it learned
 
 Prints each file's ``--top`` classes with their probabilities; ``--csv`` writes a row per
 file instead: ``filename``, ``predicted`` and ``p_<class>`` for every class.
+
+``--labels "siren, dog bark, ..."`` with a zero-shot model (``zeroshot-clap``): the
+recordings classified into those labels, in that order, with no training at all (each
+label's prompt embedded by CLAP's text tower, soundclf.models.zeroshot); the model's
+settings are those it was trained with where DATASET has one, else params.yaml's, and
+CLAP's weights are ``--weights``/clap (stage weights).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soundclf import trained
+from soundclf import models, trained
 from soundclf.data.audio import Recipe
 from soundclf.data.folder import is_audio
 from soundclf.evaluation.fit import class_probabilities
@@ -37,6 +43,7 @@ from soundclf.features.extraction import ExtractionError, compute
 from soundclf.features.spectrograms import LogMelSpectrogram
 from soundclf.features.summary import SummaryFeatures
 from soundclf.io import write_with
+from soundclf.params import ParamError, load_params
 from soundclf.table import PREFIX
 
 
@@ -103,12 +110,20 @@ class Predictor:
         if kind == "embeddings":
             import torch  # the other families need no torch to be imported here
 
-            from soundclf.features.embeddings import embed, encoder_windows, network, pool
+            from soundclf.features.embeddings import (
+                embed,
+                encoder_windows,
+                network,
+                pool,
+                weights_identity,
+            )
             device = torch.device("cpu")
-            recipe = encoder_windows(settings, device)
-            net = network(recipe, self.weights / f"{recipe.encoder}.pth", device)
-            windows = self._computed(recipe, lambda results: embed(
-                results, net, 32, device, recipe.blocks))
+            name = settings["embeddings"]["encoder"]
+            folder = self.weights / name  # checked: still the weights it was trained with
+            recipe = encoder_windows(settings, device, folder,
+                                     weights_identity(name, settings, folder))
+            net = network(recipe, folder, device)
+            windows = self._computed(recipe, lambda results: embed(results, net, 32))
             pooling = settings["embeddings"]["pooling"]
             return np.stack([pool(w, pooling) for w in windows]).astype(np.float32)
         raise PredictError(f"no way to compute inputs of kind {kind!r}")
@@ -125,9 +140,37 @@ class Predictor:
                                "train --scaler): retrain it with dvc repro")
         return model.scaler.transform(values).astype(np.float32)
 
+    def zero_shot(self, name: str, labels: list[str]) -> trained.Trained:
+        """Zero-shot model ``name`` for ``labels``: its settings from its file where trained,
+        else from params.yaml; its prompts embedded now."""
+        entry = models.get(name)
+        if not entry.reads_weights:
+            zero = [m for m, e in models.every().items() if e.reads_weights]
+            raise PredictError(f"--labels needs a zero-shot model ({', '.join(zero)}), not "
+                               f"{name}")
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise PredictError(f"--labels needs two or more distinct labels, got {labels}")
+        path = self.folder / f"{name}.joblib"
+        if path.is_file():
+            found = trained.load(path)
+            settings = found.settings
+            config = {"zeroshot": {"template": found.estimator.template},
+                      "embeddings": settings["embeddings"]}
+        else:
+            params = load_params()
+            settings = trained.input_settings("embeddings", params, entry.encoder)
+            config = params
+        estimator = entry.build(config, None, weights=self.weights / entry.encoder)
+        estimator.fit(None, None, classes=labels)
+        return trained.Trained(name, estimator, labels, "embeddings", settings)
+
     def probabilities(self, model: trained.Trained) -> np.ndarray:
         """(files, classes) probabilities of ``model.classes``."""
         classes = np.asarray(model.classes)
+        same = list(getattr(model.estimator, "classes_", [])) == list(classes)
+        if model.inputs != "probabilities" and same and hasattr(model.estimator,
+                                                                "predict_proba"):
+            return model.estimator.predict_proba(self.inputs(model))  # typed labels' order
         if model.inputs != "probabilities":
             return class_probabilities(model.estimator, self.inputs(model), classes)
         members = []
@@ -142,14 +185,20 @@ class Predictor:
         return model.estimator.predict_proba(np.stack(members, axis=1))
 
 
+def parse_labels(text: str) -> list[str]:
+    """``"siren, dog bark"`` -> ``["siren", "dog bark"]``."""
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
 def predict(folder: Path, model: str, paths: list[Path], weights: Path,
-            n_jobs: int = 1) -> tuple[pd.DataFrame, dict[str, str]]:
+            n_jobs: int = 1, labels: list[str] | None = None
+            ) -> tuple[pd.DataFrame, dict[str, str]]:
     """A row per file classified (``filename``, ``predicted``, ``p_<class>`` of every
-    class), and each input that could not be, with the reason. ``paths`` are files or
-    folders (:func:`audio_files`)."""
+    class; with ``labels``, of those, by a zero-shot model), and each input that could not
+    be, with the reason. ``paths`` are files or folders (:func:`audio_files`)."""
     files, bad = audio_files(paths)
     predictor = Predictor(folder, files, weights, n_jobs)
-    found = predictor.load(model)
+    found = predictor.zero_shot(model, labels) if labels is not None else predictor.load(model)
     failed = {str(p): why for p, why in bad.items()}
     if not files:
         raise PredictError("no audio file to classify:\n  " + "\n  ".join(
@@ -167,7 +216,8 @@ def predict(folder: Path, model: str, paths: list[Path], weights: Path,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m soundclf predict``)."""
     parser.add_argument("dataset", help="the dataset the model was trained on, e.g. esc50")
-    parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained, ensemble")
+    parser.add_argument("model", help="svc, nn-2layer, nn-5layer, cnn, pretrained-<encoder>, "
+                        "zeroshot-clap, ensemble")
     parser.add_argument("audio", type=Path, nargs="+",
                         help="recordings (WAV, OGG, FLAC, MP3...) or folders of them")
     parser.add_argument("--top", type=int, default=3, help="classes shown per file")
@@ -175,16 +225,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, default=Path("data/models"),
                         help="the trained models' folder (default: data/models)")
     parser.add_argument("--weights", type=Path, default=Path("data/weights"),
-                        help="the encoders' checkpoints (default: data/weights)")
+                        help="the encoders' weights, a folder each (default: data/weights)")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel audio workers")
+    parser.add_argument("--labels", type=parse_labels, help="a zero-shot model's classes, "
+                        "comma-separated, e.g. \"siren, dog bark\": no training needed")
 
 
 def run(args: argparse.Namespace) -> None:
     """Classify ``args.audio`` and print (or ``--csv``) the result; exits naming the fault."""
     try:
         table, failed = predict(args.models / args.dataset, args.model, args.audio,
-                                args.weights, args.n_jobs)
-    except (PredictError, trained.NotTrainedError, ExtractionError, ValueError) as exc:
+                                args.weights, args.n_jobs, args.labels)
+    except (PredictError, trained.NotTrainedError, ExtractionError, ParamError,
+            ValueError) as exc:
         sys.exit(f"predict: {exc}")
     if args.csv is not None:
         write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))

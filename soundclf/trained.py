@@ -23,12 +23,13 @@ from soundclf.data.archive import sha256sum
 from soundclf.io import write_with
 from soundclf.params import get as get_param
 
-# the params a kind of inputs is computed from audio with ({encoder}: embeddings.encoder)
+# the params a kind of inputs is computed from audio with ({encoder}: the model's encoder,
+# recorded as embeddings.encoder)
 INPUT_PARAMS = {
     "features": tuple(f"features.{k}" for k in ("sr", "duration", "n_fft", "hop_length",
                                                  "n_mels", "cqt_bins")),
     "spectrograms": ("spectrograms",),
-    "embeddings": ("embeddings.encoder", "embeddings.hop", "embeddings.blocks",
+    "embeddings": ("embeddings.hop", "embeddings.blocks", "embeddings.precision",
                    "embeddings.peak_normalize", "embeddings.pooling",
                    "weights.{encoder}.sha256"),
     "probabilities": (),
@@ -39,22 +40,24 @@ class NotTrainedError(ValueError):
     """A model file that is missing, of another kind, or no longer matching its parts."""
 
 
-def input_keys(inputs: str, params: dict) -> list[str]:
-    """The params keys of :data:`INPUT_PARAMS` for ``inputs``, the encoder's filled in."""
-    encoder = params.get("embeddings", {}).get("encoder", "")
+def input_keys(inputs: str, encoder: str | None = None) -> list[str]:
+    """The params keys of :data:`INPUT_PARAMS` for ``inputs``, ``encoder``'s filled in."""
     return [key.format(encoder=encoder) for key in INPUT_PARAMS[inputs]]
 
 
-def input_settings(inputs: str, params: dict) -> dict:
+def input_settings(inputs: str, params: dict, encoder: str | None = None) -> dict:
     """The part of ``params`` that the inputs of kind ``inputs`` are computed with, nested
-    as in params.yaml (``{"features": {"sr": 44100, ...}}``)."""
+    as in params.yaml (``{"features": {"sr": 44100, ...}}``); embeddings' with their
+    ``encoder`` as ``embeddings.encoder``."""
     found: dict = {}
-    for key in input_keys(inputs, params):
+    for key in input_keys(inputs, encoder):
         *sections, last = key.split(".")
         node = found
         for part in sections:
             node = node.setdefault(part, {})
         node[last] = get_param(params, key)
+    if inputs == "embeddings":
+        found["embeddings"]["encoder"] = encoder
     return found
 
 

@@ -2,14 +2,15 @@
 
     python -m stages.train MODEL NORMALIZED_PARQUET MODEL_JOBLIB METRICS_JSON PREDICTIONS_CSV
                            [--curves DIR] [--inputs NPZ] [--probabilities PARQUET]
-                           [--scaler JOBLIB] [--scores JSON]
+                           [--scaler JOBLIB] [--scores JSON] [--weights DIR]
 
 MODEL is a name in the model registry (soundclf.models); soundclf.evaluation.train does
 the work. METRICS_JSON gets every figure, ``--scores`` the scores alone, PREDICTIONS_CSV
 the validation predictions, MODEL_JOBLIB the primary round's model (soundclf.trained);
 ``--inputs`` is the model's inputs for a model of other inputs than the feature columns,
 ``--scaler`` normalize's for one of them, ``--curves`` a folder for its per-epoch curves,
-``--probabilities`` a parquet for the class probabilities the ensemble learns from.
+``--probabilities`` a parquet for the class probabilities the ensemble learns from,
+``--weights`` the encoder's weights folder for a model that reads them (zero-shot).
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def main(argv: list[str] | None = None) -> None:
                         "show lists); METRICS gets every figure")
     parser.add_argument("--scaler", type=Path, help="normalize's scaler of the primary "
                         "round, saved with a model of the feature columns")
+    parser.add_argument("--weights", type=Path, help="its encoder's weights folder (stage "
+                        "weights), for a model that reads them: the zero-shot model")
     args = parser.parse_args(argv)
     stage = f"train-{args.model_name}"
     try:
         name, metrics = train_model(
             args.model_name, load_params(), args.normalized, args.model, args.metrics,
             args.predictions, curves=args.curves, inputs=args.inputs,
-            probabilities=args.probabilities, scaler=args.scaler, scores=args.scores)
+            probabilities=args.probabilities, scaler=args.scaler, scores=args.scores,
+            weights=args.weights)
     except (ParamError, TrainingError, InputsError) as exc:
         sys.exit(f"{stage}: {exc}")
     print(f"{stage} ({name}): {headline(metrics)}")

@@ -1,10 +1,10 @@
-"""Stage `weights`: a pretrained encoder's published checkpoint, fetched and verified.
+"""Stage `weights`: a pretrained encoder's published weights, fetched and verified.
 
-    python -m stages.weights ENCODER OUT_FILE --cache CACHE_DIR
+    python -m stages.weights ENCODER OUT_DIR --cache CACHE_DIR
 
-From ``weights.<ENCODER>.url``, checked against ``weights.<ENCODER>.sha256`` and loaded
-strictly into the project's network before it becomes OUT_FILE
-(soundclf.features.weights); CACHE_DIR keeps downloads, as for the datasets.
+From ``weights.<ENCODER>`` (a checkpoint's url, or a Hub repository), checked against
+``weights.<ENCODER>.sha256`` and loaded into the network before they become the folder
+OUT_DIR (soundclf.features.weights); CACHE_DIR keeps downloads, as for the datasets.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from soundclf.params import ParamError, load_params
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("encoder")
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, help="the weights folder to write")
     parser.add_argument("--cache", type=Path, required=True, help="download cache folder")
     args = parser.parse_args(argv)
     try:

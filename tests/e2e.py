@@ -15,11 +15,19 @@ import yaml
 
 from scripts.bench_pipeline import copy_project
 
-MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained", "ensemble")
+MODELS = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx", "ensemble")
 # the stage that runs on every repro (always_changed), so that DVC notices a change to a
 # local folder it reads in place (docs/folders.md); it reruns nothing else unless a source
 # changed
 ALWAYS_RUN = "index"
+
+
+def train_stage(model: str, dataset: str) -> str:
+    """The stage that trains ``model`` on ``dataset``: ``train-svc@esc50``; a pretrained
+    model's, of the matrix over datasets and encoders, ``train-pretrained@esc50-aisfx``."""
+    if model.startswith("pretrained-"):
+        return f"train-pretrained@{dataset}-{model.removeprefix('pretrained-')}"
+    return f"train-{model}@{dataset}"
 
 
 def sh(*cmd: str, cwd: Path, ok: bool = True) -> str:

@@ -157,16 +157,20 @@ def declares(declared: list[str], key: str) -> bool:
     return any(key == d or key.startswith(d + ".") for d in declared)
 
 
-@pytest.mark.parametrize("name", ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained"])
+@pytest.mark.parametrize("name", ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained-aisfx",
+                                  "pretrained-clap", "pretrained-ast", "zeroshot-clap"])
 def test_model_stages_declare_the_params_their_model_reads(name):
     """... and those its inputs were computed with, which its model file records
-    (soundclf.trained), so that a change of them reruns it."""
+    (soundclf.trained), so that a change of them reruns it. pretrained-<encoder>: the
+    matrix stage train-pretrained, its item the encoder."""
     model = models.get(name)
-    declared = [d.replace("${embeddings.encoder}", PARAMS["embeddings"]["encoder"])
-                for d in declared_params(f"train-{name}")]
+    stage = f"train-{name}" if f"train-{name}" in DVC_YAML["stages"] \
+        else f"train-{name.split('-')[0]}"
+    declared = [d.replace("${item.encoder}", model.encoder or "")
+                for d in declared_params(stage)]
     needed = [*model.params, *([f"tune.{model.tune}", "tune.folds", "tune.max_folds",
                                 "tune.metric"] if model.tune else []),
-              *trained.input_keys(model.inputs, PARAMS)]
+              *trained.input_keys(model.inputs, model.encoder)]
     assert [k for k in needed if not declares(declared, k)] == []
 
 
@@ -181,9 +185,11 @@ def test_the_ensemble_depends_on_its_members_probabilities_alone():
     assert [d for d in ensemble["deps"] if d.startswith("data/")] == ["data/ensemble/${item}"]
     for name, stage in DVC_YAML["stages"].items():  # every model stage writes them
         if name.startswith("train-") and name != "train-ensemble":
-            model = name.removeprefix("train-")
-            assert f"data/probabilities/${{item}}/{model}.parquet" in stage["do"]["outs"]
-            assert "oof" in stage["do"]["params"]
+            model = shlex.split(stage.get("do", stage)["cmd"])[3]
+            dataset = "${item}" if "do" in stage else "${item.dataset}"
+            block = stage.get("do", stage)
+            assert f"data/probabilities/{dataset}/{model}.parquet" in block["outs"]
+            assert "oof" in block["params"]
 
 
 @pytest.mark.parametrize("name", list(models.every()))

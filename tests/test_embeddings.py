@@ -3,12 +3,13 @@ embeddings stage's pieces.
 
 tests/data/aisfx_reference.npz holds what the original aisfx 0.1.2 code computes with its
 real weights (scripts/aisfx_reference.py says how it was made); the real checkpoint is the
-pipeline's own (data/weights/aisfx.pth) or fetched once by the stage's code into pytest's
+pipeline's own (data/weights/aisfx/checkpoint.pth) or fetched once by the stage's code into pytest's
 cache. Everything else runs on a checkpoint of the same network with random weights.
 """
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from soundclf.data.archive import DownloadError, sha256sum
 from soundclf.data.audio import load_clip
 from soundclf.features.embeddings import EncoderWindows, embed, pool
 from soundclf.features.encoders import (
+    CHECKPOINT,
     ENCODERS,
+    AisfxFrontEnd,
     Cnn9,
     WeightsError,
     embed_windows,
@@ -30,6 +33,7 @@ from soundclf.features.encoders import (
     verify_checkpoint,
 )
 from soundclf.features.weights import fetch_weights
+from soundclf.params import ENCODERS as ENCODER_NAMES
 from soundclf.params import SCHEMA, load_params
 from tests.conftest import REPO
 
@@ -54,15 +58,15 @@ def aisfx_checkpoint(pytestconfig, tmp_path_factory) -> Path:
     pytest's cache between runs, where there is one)."""
     params = load_params(REPO / "params.yaml")
     expected = params["weights"]["aisfx"]["sha256"]
-    pipeline = REPO / "data/weights/aisfx.pth"
+    pipeline = REPO / "data/weights/aisfx" / CHECKPOINT
     if pipeline.is_file() and sha256sum(pipeline) == expected:
         return pipeline
     cache = getattr(pytestconfig, "cache", None)  # none with -p no:cacheprovider
     folder = Path(cache.mkdir("aisfx")) if cache else tmp_path_factory.mktemp("aisfx")
-    out = folder / "checkpoint.pth"
+    out = folder / "aisfx" / CHECKPOINT
     if not (out.is_file() and sha256sum(out) == expected):
         try:
-            fetch_weights("aisfx", params, out, folder / "downloads")
+            fetch_weights("aisfx", params, out.parent, folder / "downloads")
         except DownloadError as exc:  # offline: nothing to compare against
             pytest.skip(f"the real aisfx weights could not be fetched: {exc}")
     return out
@@ -76,7 +80,7 @@ def demo_net(tmp_path_factory) -> torch.nn.Module:
 
 
 def clip_windows(path: Path, hop: float = 0.5, peak_normalize: bool = False) -> np.ndarray:
-    recipe = EncoderWindows(sr=AISFX.front_end.sr, hop=hop, peak_normalize=peak_normalize)
+    recipe = EncoderWindows(sr=AisfxFrontEnd().sr, hop=hop, peak_normalize=peak_normalize)
     return recipe.compute([load_clip(path, recipe)])[0]
 
 
@@ -120,14 +124,14 @@ def test_weights_stage_takes_the_checkpoint_out_of_the_wheel_and_verifies_it(tmp
         zf.write(checkpoint, "aisfx/models/checkpoint.pth")
         zf.writestr("aisfx/__init__.py", "")
     params = {"weights": {"aisfx": {"url": wheel.as_uri(), "sha256": sha256}}}
-    out = tmp_path / "out/aisfx.pth"
+    out = tmp_path / "out/aisfx"
     fetch_weights("aisfx", params, out, tmp_path / "cache")
-    assert out.read_bytes() == checkpoint.read_bytes()
-    verify_checkpoint(out, sha256.upper(), "aisfx")
+    assert (out / CHECKPOINT).read_bytes() == checkpoint.read_bytes()
+    verify_checkpoint(out / CHECKPOINT, sha256.upper(), "aisfx")
 
     other = "0" * 64
     params["weights"]["aisfx"]["sha256"] = other
-    out.unlink()
+    shutil.rmtree(out)
     with pytest.raises(WeightsError) as caught:
         fetch_weights("aisfx", params, out, tmp_path / "cache")
     message = str(caught.value)
@@ -195,8 +199,11 @@ def test_more_blocks_add_their_outputs_before_the_last_ones(demo_net, wav):
 
 
 def test_every_encoder_is_a_valid_param_with_its_weights_section():
+    assert set(ENCODERS) == set(ENCODER_NAMES)  # one registry entry per weights section
     for name in ENCODERS:
-        assert SCHEMA["embeddings.encoder"](name) is None
+        assert SCHEMA["embeddings.encoders"]([name]) is None
         assert {f"weights.{name}.url", f"weights.{name}.sha256"} <= set(SCHEMA)
-    assert SCHEMA["embeddings.encoder"]("panns") is not None
+    assert SCHEMA["embeddings.encoders"](["panns"]) is not None
+    assert SCHEMA["embeddings.encoders"](["aisfx", "aisfx"]) is not None
+    assert SCHEMA["embeddings.encoders"]([]) is not None
     assert SCHEMA["embeddings.hop"](0.001) and SCHEMA["embeddings.blocks"]([True])

@@ -40,12 +40,12 @@ def test_exp_run_adds_the_cnn_for_a_dataset(project):
     repo = project  # as the fixture left it: the default repro of params.yaml as committed
     log = sh("dvc", "exp", "run", "-S", "cnn.datasets=[esc50]",
              "-S", "cnn.training.epochs=15", "-S", "cnn.training.channels=[8,16,32]",
-             "-S", "ensemble.members=[cnn,pretrained]", cwd=repo)
+             "-S", "ensemble.members=[cnn,pretrained-aisfx]", cwd=repo)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert {"spectrograms@esc50", "train-cnn@esc50", "ensemble-member@esc50-cnn",
             "train-ensemble@esc50", "compare"} <= ran, log
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    assert set(ensemble["weights"]) == {"cnn", "pretrained"}  # a member by params alone
+    assert set(ensemble["weights"]) == {"cnn", "pretrained-aisfx"}  # a member by params alone
     assert ensemble["accuracy"] >= 0.5 and ensemble["n_train"] == 12
     with np.load(repo / "data/spectrograms/esc50.npz") as data:
         assert data["values"].shape == (60, 64, 216) and data["values"].dtype == np.float16
@@ -73,7 +73,7 @@ def test_predict_classifies_recordings_as_each_model_stage_did(project, capsys, 
     audio = repo / "data/raw/esc50/ESC-50-master/audio"
     monkeypatch.chdir(repo)  # predict's default folders, data/models and data/weights
     try:
-        for model in ("svc", "nn-2layer", "pretrained", "cnn", "ensemble"):
+        for model in ("svc", "nn-2layer", "pretrained-aisfx", "cnn", "ensemble"):
             stage = pd.read_csv(repo / f"plots/predictions/esc50/{model}.csv")
             clips = [str(audio / f) for f in stage["filename"]]
             out = repo / f"predicted/{model}.csv"

@@ -357,7 +357,7 @@ def test_weights_of_another_checksum_over_http_are_not_kept(flaky_server, tmp_pa
     write_demo_weights(checkpoint)
     url = flaky_server(checkpoint.read_bytes(), drops=0)
     params = {"weights": {"aisfx": {"url": url, "sha256": "0" * 64}}}
-    cache, out = tmp_path / "cache", tmp_path / "weights/aisfx.pth"
+    cache, out = tmp_path / "cache", tmp_path / "weights/aisfx"
     with pytest.raises(WeightsError, match=r"not the 0{64} of 'weights.aisfx.sha256'.*"
                                            r"\(the downloaded file was deleted\)"):
         fetch_weights("aisfx", params, out, cache)

@@ -9,6 +9,7 @@ parallel.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -26,6 +27,7 @@ from tests.e2e import (
     ran_stages,
     sh,
     small_training,
+    train_stage,
     up_to_date,
 )
 
@@ -49,7 +51,7 @@ def project(tmp_path_factory, esc50_zip, freesound_zips, demo_weights) -> tuple[
 def test_repro_produces_metrics_predictions_and_plots(project):
     repo, log = project
     for model in MODELS:
-        assert f"Running stage 'train-{model}@esc50'" in log
+        assert f"Running stage '{train_stage(model, 'esc50')}'" in log
         metrics = json.loads((repo / f"metrics/esc50/details/{model}.json").read_text())
         # the ensemble's training clips: the out-of-fold ones, the first oof.folds (1) of 4
         assert metrics["n_train"] == (12 if model == "ensemble" else 48)
@@ -71,9 +73,9 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert features.shape == (60, 4 + 2474)
     assert list(features.columns[:4]) == ["filename", "label", "fold", "src_file"]
     # the pretrained model's inputs: the checkpoint verified once, every clip embedded
-    assert "Running stage 'weights'" in log and "weights aisfx: verified" in log
+    assert "Running stage 'weights@aisfx'" in log and "weights aisfx: verified" in log
     for dataset, clips in (("esc50", 60), ("freesound", 46)):  # FreeSound: 0.3 to 30 s
-        with np.load(repo / f"data/embeddings/{dataset}.npz") as embedded:
+        with np.load(repo / f"data/embeddings/{dataset}/aisfx.npz") as embedded:
             assert embedded["values"].shape == (clips, 2 * (256 + 512))
             assert np.isfinite(embedded["values"]).all()
             assert set(embedded["filename"]) == set(pd.read_parquet(
@@ -83,10 +85,10 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert set(compare["esc50"]) == set(MODELS)
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
-    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained | 1 |" in table
+    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained-aisfx | 1 |" in table
     assert "| ESC-50 | Pretrained embeddings + LogReg | aisfx [3, 4] | 1 |" in table
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    members = ("svc", "nn-2layer", "nn-5layer", "pretrained")
+    members = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx")
     assert {f"accuracy_{m}" for m in members} <= set(ensemble)
     # one inner fold (oof.folds 1): no inner accuracy, which needs two
     assert set(ensemble["weights"]) == set(members) and "inner_accuracy" not in ensemble
@@ -129,7 +131,7 @@ def test_forced_rerun_gives_identical_results(project):
         f"plots/predictions/esc50/{m}.csv" for m in rerun] + [
         f"data/probabilities/esc50/{m}.parquet" for m in rerun if m != "ensemble"]
     before = {path: (repo / path).read_bytes() for path in outputs}
-    sh("dvc", "repro", "-f", "-s", *[f"train-{m}@esc50" for m in rerun], cwd=repo)
+    sh("dvc", "repro", "-f", "-s", *[train_stage(m, "esc50") for m in rerun], cwd=repo)
     assert {path: (repo / path).read_bytes() for path in outputs} == before
 
 
@@ -164,7 +166,7 @@ def test_freesound_runs_in_the_same_repro(project):
     counts = json.loads((repo / "metrics/freesound/dataset.json").read_text())
     assert counts == {"clips_listed": 49, "clips_used": 46, "clips_excluded": 3, "classes": 5}
     for model in MODELS:
-        assert f"Running stage 'train-{model}@freesound'" in log
+        assert f"Running stage '{train_stage(model, 'freesound')}'" in log
         metrics = json.loads((repo / f"metrics/freesound/details/{model}.json").read_text())
         n_train = 9 if model == "ensemble" else 36  # out of fold: 1 of tune.folds' 4
         assert (metrics["n_train"], metrics["n_valid"], metrics["n_classes"]) == (n_train, 10, 5)
@@ -192,12 +194,12 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     changed = changed_stages(repo)
     # the embeddings, and the model whose file records how they are computed
     assert changed == {"embeddings", "train-pretrained"}, changed
-    log = sh("dvc", "repro", "embeddings@esc50", cwd=repo)
+    log = sh("dvc", "repro", "embeddings@esc50-aisfx", cwd=repo)
     assert "60 of 60 clips in the feature cache; computing 0" in log
-    with np.load(repo / "data/embeddings/esc50.npz") as embedded:
+    with np.load(repo / "data/embeddings/esc50/aisfx.npz") as embedded:
         assert embedded["values"].shape == (60, 256 + 512)
     sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
-    sh("dvc", "checkout", "embeddings@esc50", cwd=repo)
+    sh("dvc", "checkout", "embeddings@esc50-aisfx", cwd=repo)
     before = {m: (repo / f"metrics/esc50/details/{m}.json").read_text() for m in MODELS}
     log = sh("dvc", "exp", "run", "-S", "nn.layers=[400,200]", cwd=repo)
     ran = ran_stages(log)
@@ -213,12 +215,12 @@ def test_exp_run_reruns_only_what_the_param_touches(project):
     assert "metrics/esc50/details/nn-2layer.json" in diff and "valid_loss" in diff
 
     # other members by params alone: the ensemble reruns on those already made
-    log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained]", cwd=repo)
+    log = sh("dvc", "exp", "run", "-S", "ensemble.members=[svc,pretrained-aisfx]", cwd=repo)
     ran = ran_stages(log)
     assert ran == {"train-ensemble@esc50", "train-ensemble@freesound", "details@esc50",
                    "details@freesound", "compare"}, log
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    assert set(ensemble["weights"]) == {"svc", "pretrained"}
+    assert set(ensemble["weights"]) == {"svc", "pretrained-aisfx"}
     # ... and a model that is no longer a member changes without rerunning it
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["nn_deep"]["layers"] = [16, 8]
@@ -280,12 +282,28 @@ def test_every_declared_plot_exists_and_renders(project):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     datasets = ["esc50", "freesound"]
     paths = {next(iter(p)) if isinstance(p, dict) else p for p in pipeline["plots"]}
+    lists = {"${datasets}": datasets, "${cnn.datasets}": params["cnn"]["datasets"],
+             "${zeroshot.datasets}": params["zeroshot"]["datasets"],
+             "${embeddings.encoders}": params["embeddings"]["encoders"],
+             "${ensemble.members}": params["ensemble"]["members"]}
     for stage in pipeline["stages"].values():
-        # a stage's plots for every item of its foreach (cnn.datasets: none by default)
-        items = {"${datasets}": datasets, "${cnn.datasets}": params["cnn"]["datasets"]}[
-            stage["foreach"]] if "foreach" in stage else [None]
+        # a stage's plots for every item of its foreach or matrix (cnn.datasets and
+        # zeroshot.datasets: none by default)
+        if "foreach" in stage:
+            items = [{"${item}": str(d)} for d in lists[stage["foreach"]]]
+        elif "matrix" in stage:
+            keys = list(stage["matrix"])
+            items = [{f"${{item.{k}}}": v for k, v in zip(keys, values, strict=True)}
+                     for values in itertools.product(*(lists[stage["matrix"][k]]
+                                                       for k in keys))]
+        else:
+            items = [{}]
         for entry in stage.get("do", stage).get("plots", []):
-            paths |= {next(iter(entry)).replace("${item}", str(d)) for d in items}
+            for item in items:
+                path = next(iter(entry))
+                for key, value in item.items():
+                    path = path.replace(key, value)
+                paths.add(path)
     for path in sorted(paths):
         assert (repo / path).exists(), path
     assert len(list((repo / "plots/confusion").rglob("*.png"))) == 2 * len(MODELS)

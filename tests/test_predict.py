@@ -133,13 +133,13 @@ def test_an_embedding_model_refuses_a_checkpoint_other_than_its_own(tmp_path, wa
     from scripts.make_demo_data import write_demo_weights
 
     weights = tmp_path / "weights"
-    weights.mkdir()
-    write_demo_weights(weights / "aisfx.pth")
+    write_demo_weights(weights / "aisfx/checkpoint.pth")
     settings = {"embeddings": {"encoder": "aisfx", "hop": 1.0, "blocks": [4],
                                "peak_normalize": False, "pooling": ["mean"]},
                 "weights": {"aisfx": {"sha256": "0" * 64}}}  # trained with other weights
     folder = tmp_path / "models" / "esc50"
-    trained.save(folder / "pretrained.joblib", trained.Trained(
-        "pretrained", LogisticRegression(), ["dog", "rain"], "embeddings", settings))
-    with pytest.raises(ValueError, match=r"aisfx\.pth has sha256 [0-9a-f]+, not the 0{64}"):
-        predict.predict(folder, "pretrained", [wav("a.wav", seconds=1.0)], weights)
+    trained.save(folder / "pretrained-aisfx.joblib", trained.Trained(
+        "pretrained-aisfx", LogisticRegression(), ["dog", "rain"], "embeddings", settings))
+    with pytest.raises(ValueError, match=r"aisfx/checkpoint\.pth has sha256 [0-9a-f]+, not "
+                                         r"the 0{64}"):
+        predict.predict(folder, "pretrained-aisfx", [wav("a.wav", seconds=1.0)], weights)

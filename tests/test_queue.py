@@ -72,8 +72,9 @@ def test_a_queued_experiment_runs_only_the_model_it_changes(queue, setting):
     # embeddings and every other model (but the index, which runs on every repro, cheaply)
     assert f"Running stage '{ALWAYS_RUN}@esc50'" in log
     assert stages_of(repo) - ran - {f"{ALWAYS_RUN}@esc50"} == restored, log
-    assert {"download@esc50", "feature-extraction@esc50", "normalize@esc50", "weights",
-            "embeddings@esc50", "train-pretrained@esc50", "train-nn-5layer@esc50"} <= restored
+    assert {"download@esc50", "feature-extraction@esc50", "normalize@esc50", "weights@aisfx",
+            "embeddings@esc50-aisfx", "train-pretrained@esc50-aisfx",
+            "train-nn-5layer@esc50"} <= restored
 
 
 def test_exp_show_lists_both_with_their_metrics(queue):

@@ -70,9 +70,15 @@ def shipped_params() -> dict:
 
 def test_the_registry_lists_every_model_once_in_order():
     found = models.every()
-    assert list(found) == ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained", "ensemble"]
-    assert [m.display for m in found.values()] == ["LinearSVC", "NN", "NN", "CNN",
-                                                   "Pretrained embeddings + LogReg", "Ensemble"]
+    pretrained = [f"pretrained-{e}" for e in params.ENCODERS]  # one per encoder
+    assert list(found) == ["svc", "nn-2layer", "nn-5layer", "cnn", *pretrained,
+                           "zeroshot-clap", "ensemble"]
+    assert [m.display for m in found.values()] == [
+        "LinearSVC", "NN", "NN", "CNN", *["Pretrained embeddings + LogReg"] * len(pretrained),
+        "Zero-shot CLAP", "Ensemble"]
+    assert [found[p].encoder for p in pretrained] == list(params.ENCODERS)
+    with pytest.raises(params.ParamError, match=r"'pretrained' is now pretrained-<encoder>"):
+        models.get("pretrained")
     assert models.module_of("nn-5layer") == "soundclf.models.nn"
     assert models.get("nn-5layer") is found["nn-5layer"]
     with pytest.raises(params.ParamError, match=r"no model called 'rf' \(known: svc, "):
@@ -82,8 +88,9 @@ def test_the_registry_lists_every_model_once_in_order():
 def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compared(
         knn_registered, tmp_path, monkeypatch):
     knn = models.get("knn")
-    assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "cnn", "pretrained",
-                                    "ensemble", "knn"]
+    assert list(models.every()) == ["svc", "nn-2layer", "nn-5layer", "cnn",
+                                    *[f"pretrained-{e}" for e in params.ENCODERS],
+                                    "zeroshot-clap", "ensemble", "knn"]
     table = grouped_table(n_per_class=20)
     features = [c for c in table.columns if c.startswith("stft_")]
     rounds = [table.assign(round=f"fold{k + 1}", split=np.where(

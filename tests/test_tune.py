@@ -268,6 +268,6 @@ def test_the_pretrained_models_grid_is_searched_on_its_embeddings():
     rnd = Round("fold5", table, FEATURES).with_inputs(by_name, embedded, "embeddings.npz")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["tune"] = {**TUNE, "pretrained": {"C": [1e-6, 1.0]}}
-    tuned, chosen = search(get("pretrained"), params, rnd)
+    tuned, chosen = search(get("pretrained-aisfx"), params, rnd)
     assert chosen["tuned"] == {"C": 1.0} and chosen["tuned_accuracy"] > 0.9
     assert tuned["pretrained"]["C"] == 1.0 and tuned["svc"] == params["svc"]

@@ -11,6 +11,8 @@ written as the table the ensemble learns from (:func:`probabilities_table`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import shutil
 import tempfile
 from contextlib import nullcontext
@@ -120,7 +122,8 @@ def read_scaler(path: Path):
 def train_model(model_name: str, params: dict, normalized: Path, model_path: Path,
                 metrics_path: Path, predictions_path: Path, *, curves: Path | None = None,
                 inputs: Path | None = None, probabilities: Path | None = None,
-                scaler: Path | None = None, scores: Path | None = None) -> tuple[str, dict]:
+                scaler: Path | None = None, scores: Path | None = None,
+                weights: Path | None = None) -> tuple[str, dict]:
     """A model stage's work: registered model ``model_name`` trained and scored on every
     round of ``normalized``, its results written (soundclf.evaluation.scores.write_results)
     and the primary round's model saved to ``model_path`` (soundclf.trained). Returns the
@@ -129,9 +132,18 @@ def train_model(model_name: str, params: dict, normalized: Path, model_path: Pat
     ``inputs``: the model's inputs by clip, for a model of other inputs than the feature
     columns; ``scaler``: normalize's, saved with a model of the feature columns;
     ``curves``: a folder for the primary round's per-epoch curves; ``probabilities``: a
-    parquet for every round's class probabilities (:func:`probabilities_table`).
+    parquet for every round's class probabilities (:func:`probabilities_table`);
+    ``weights``: its encoder's weights folder, for a model that reads them
+    (``Model.reads_weights``: the zero-shot model's text tower).
     """
     model = models.get(model_name)
+    if model.reads_weights != (weights is not None):
+        raise ParamError(f"model {model.name} " + (
+            f"reads {model.encoder}'s weights: give their folder with --weights"
+            if model.reads_weights else "takes no --weights"))
+    if weights is not None:
+        model = dataclasses.replace(model, build=functools.partial(model.build,
+                                                                   weights=str(weights)))
     if model.inputs == "probabilities":
         raise ParamError(f"model {model.name} combines the other models' probabilities: "
                          "its stage is stages.train_ensemble")
@@ -153,7 +165,7 @@ def train_model(model_name: str, params: dict, normalized: Path, model_path: Pat
             metrics_path, predictions_path, scores)
     saved = trained.Trained(
         model.name, fitted, [str(c) for c in round_classes(results[0].round)], model.inputs,
-        trained.input_settings(model.inputs, params), scaler=fitted_scaler)
+        trained.input_settings(model.inputs, params, model.encoder), scaler=fitted_scaler)
     if probabilities is not None:
         table = probabilities_table(results)
         write_with(probabilities, lambda tmp: table.to_parquet(tmp, index=False))

@@ -2,64 +2,44 @@
 its windows.
 
 Each clip is read whole, whatever its length, cut into the encoder's windows every ``hop``
-of a window (a clip shorter than one window is zero-padded to one), and every window
-embedded: the windows are cut by the extraction workers (soundclf.features.extraction),
-the network runs in the calling process, ``batch_size`` windows at a time, on ``device``.
-The per-clip cache keeps each clip's window embeddings, so a new ``pooling`` recomputes
-nothing. A window's embedding is the output of each network block in ``blocks`` (averaged
-over bands, maximized over frames); a clip's is each statistic of ``pooling`` (mean, max,
-std) over its windows, concatenated in that order.
+of a window (a clip shorter than one window is padded to one: aisfx with zeros, CLAP and
+AST as their feature extractors pad), and every window embedded: the windows are cut by
+the extraction workers (soundclf.features.extraction), the network runs in the calling
+process, ``batch_size`` windows at a time, on ``device``. The per-clip cache keeps each
+clip's window embeddings, so a new ``pooling`` recomputes nothing. A clip's embedding is
+each statistic of ``pooling`` (mean, max, std) over its windows, concatenated in that
+order. One encoder a run of the stage: ``embeddings@<dataset>-<encoder>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from soundclf.data.audio import Recipe
 from soundclf.devices import torch_device
 from soundclf.features.encoders import (
-    AisfxFrontEnd,
+    CHECKPOINT,
+    Embedder,
+    EncoderWindows,
     embed_windows,
     encoder,
-    load_network,
     verify_checkpoint,
 )
 from soundclf.features.extraction import Results, compute_dataset
 from soundclf.table import save_inputs
 
+__all__ = ["EncoderWindows", "embed", "pool", "encoder_windows", "network",
+           "write_embeddings"]
+
 POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
 
 
-@dataclass(frozen=True)
-class EncoderWindows(Recipe):
-    """A whole clip cut into the encoder's input windows (computed in the workers). The
-    fields are what the cached window embeddings depend on."""
-
-    duration: float | None = None
-    encoder: str = "aisfx"
-    weights: str = ""  # the checkpoint's SHA-256
-    hop: float = 0.5
-    blocks: tuple[int, ...] = (4,)  # what the network gives (soundclf.features.encoders.Cnn9)
-    peak_normalize: bool = False
-    # what else the values depend on: the front end's constants, torch, the device's kind
-    front_end: AisfxFrontEnd = AisfxFrontEnd()
-    torch: str = torch.__version__
-    device: str = "cpu"
-
-    def compute(self, ys: list[np.ndarray]) -> list[np.ndarray]:
-        front = self.front_end
-        return [front.windows(front.spectrogram(y, self.peak_normalize), self.hop)
-                .astype(np.float32) for y in ys]
-
-
-def embed(results: Results, net: nn.Module, batch_size: int, device: torch.device,
-          blocks: tuple[int, ...] = (4,)) -> Results:
+def embed(results: Results, net: Embedder | torch.nn.Module, batch_size: int,
+          device: torch.device | None = None, blocks: tuple[int, ...] = (4,)) -> Results:
     """The workers' windows of each clip turned into its window embeddings, a network batch
     of several clips' windows at a time; failures pass through."""
     waiting: list[tuple[int, np.ndarray]] = []
@@ -88,34 +68,47 @@ def pool(windows: np.ndarray, pooling: list[str]) -> np.ndarray:
     return np.concatenate([POOLING[stat](windows, axis=0) for stat in pooling])
 
 
-def encoder_windows(params: dict, device: torch.device) -> EncoderWindows:
-    """The recipe of the ``embeddings`` section (and the encoder's ``weights`` SHA-256)."""
+def weights_identity(name: str, params: dict, folder: Path) -> str:
+    """The encoder's weights in ``folder`` checked against ``weights.<name>``, and what
+    identifies them (a checkpoint's SHA-256; a Hub repository's files' digests, hashed)."""
+    if encoder(name).hub:
+        from soundclf.features.hub import verify_repository
+        return verify_repository(name, params["weights"][name], folder)
+    expected = params["weights"][name]["sha256"].lower()
+    verify_checkpoint(folder / CHECKPOINT, expected, name)
+    return expected
+
+
+def encoder_windows(params: dict, device: torch.device, folder: Path,
+                    weights: str | None = None) -> Recipe:
+    """The recipe of ``embeddings.encoder`` (one encoder: a stage's, or a trained model's
+    settings) with the ``embeddings`` section and the weights in ``folder``; ``weights``:
+    their identity (by default a checkpoint's ``weights.<encoder>.sha256``)."""
+    enc = encoder(params["embeddings"]["encoder"])
+    if weights is None:
+        weights = params["weights"][enc.name]["sha256"].lower()
+    return enc.windows(params, weights, device.type, folder)
+
+
+def network(recipe: Recipe, folder: Path, device: torch.device) -> Embedder:
+    """What embeds the recipe's windows: its encoder with the weights in ``folder``."""
+    return encoder(recipe.encoder).embedder(folder, recipe, device)
+
+
+def write_embeddings(dataset: str, encoder_name: str, raw_dir: Path, weights: Path,
+                     params: dict, out: Path, cache_dir: Path) -> list[str]:
+    """The whole stage for one encoder; returns the filenames left out
+    (``features.on_error: skip``)."""
     section = params["embeddings"]
-    enc = encoder(section["encoder"])
-    return EncoderWindows(sr=enc.front_end.sr, encoder=enc.name,
-                   weights=params["weights"][enc.name]["sha256"].lower(), hop=section["hop"],
-                   blocks=tuple(sorted(section["blocks"])),
-                   peak_normalize=section["peak_normalize"], front_end=enc.front_end,
-                   device=device.type)
-
-
-def network(recipe: EncoderWindows, weights: Path, device: torch.device) -> nn.Module:
-    """The recipe's encoder with the weights of ``weights``, checked against its SHA-256."""
-    enc = encoder(recipe.encoder)
-    verify_checkpoint(weights, recipe.weights, enc.name)
-    return load_network(enc, weights, device)
-
-
-def write_embeddings(dataset: str, raw_dir: Path, weights: Path, params: dict, out: Path,
-        cache_dir: Path) -> list[str]:
-    """The whole stage; returns the filenames left out (``features.on_error: skip``)."""
-    section = params["embeddings"]
+    encoder(encoder_name)
     device = torch_device(section["device"], "embeddings.device")
-    recipe = encoder_windows(params, device)
+    identity = weights_identity(encoder_name, params, weights)
+    one = {**params, "embeddings": {**section, "encoder": encoder_name}}
+    recipe = encoder_windows(one, device, weights, identity)
     net = network(recipe, weights, device)
     done = compute_dataset(
         dataset, raw_dir, recipe, cache_dir, params["features"],
-        then=lambda results: embed(results, net, section["batch_size"], device, recipe.blocks),
+        then=lambda results: embed(results, net, section["batch_size"]),
         params=params)
     values = np.stack([pool(w, section["pooling"]) for w in done.values()])
     save_inputs(out, done.filenames(), values.astype(np.float32))

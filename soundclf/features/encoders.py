@@ -1,10 +1,9 @@
 """Pretrained audio encoders: networks trained elsewhere, turning a clip into embeddings.
 
 An encoder is one :class:`Encoder` in :data:`ENCODERS`: where its published weights are
-(``weights.<name>`` in params.yaml names the file and its SHA-256; stage `weights`
-fetches it), the PyTorch module they load into (this project's own code, loaded with
-``strict=True``, so a checkpoint of another shape is refused), and the front end that
-turns audio into the network's input windows. :func:`embed_windows` runs it batched.
+(``weights.<name>`` in params.yaml; stage `weights` fetches them), the recipe that cuts a
+clip into the network's input windows (in the extraction workers), and what embeds a
+batch of windows. :func:`embed_windows` runs it batched.
 
 ``aisfx``: Ma & Lerch, "Representation Learning for the Automatic Indexing of Sound
 Effects Libraries", ISMIR 2022 (weights CC BY 4.0, from the ``aisfx`` 0.1.2 wheel on
@@ -18,9 +17,21 @@ the first axis as the network expects (the package's librosa path hands it the t
 spectrogram), and the audio as recorded unless asked to peak-normalize it as the package
 does (``embeddings.peak_normalize``; docs/models.md has the choice).
 
-Adding an encoder: its module and front end here, an entry in :data:`ENCODERS`, its
-``weights.<name>`` section in params.yaml (URL and SHA-256), and in soundclf/params.py's
-SCHEMA those keys and its name among ``embeddings.encoder``'s values.
+``clap`` and ``ast``: networks of Hugging Face ``transformers``, their weights a Hub
+repository (soundclf.features.hub), their windows and embeddings
+soundclf.features.audio_transformers.
+
+An encoder's weights are a folder, ``data/weights/<name>/`` (stage `weights`): a
+checkpoint encoder's file in it as :data:`CHECKPOINT`, a Hub repository's files as
+published. Adding an encoder: an entry in :data:`ENCODERS` (its ``windows`` recipe, what
+the workers cut of each clip; its ``embedder``, what turns a batch of windows into
+embeddings; for a checkpoint, its ``network`` and ``read_state``), its ``weights.<name>``
+section in params.yaml and in soundclf/params.py's SCHEMA (which makes it a value of
+``embeddings.encoders`` and a ``pretrained-<name>`` model, soundclf.models.pretrained).
+dvc.yaml needs nothing: its stages are a matrix over ``embeddings.encoders``.
+
+``aisfx``'s network is this project's own module, loaded with ``strict=True`` (a
+checkpoint of another shape is refused).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -38,7 +50,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from soundclf.data.archive import sha256sum
+from soundclf.data.audio import Recipe
 from soundclf.params import ParamError
+
+CHECKPOINT = "checkpoint.pth"  # a checkpoint encoder's file in its weights folder
+# what turns a batch of an encoder's windows into their (windows, dim) float32 embeddings
+Embedder = Callable[[np.ndarray], np.ndarray]
 
 
 class WeightsError(ValueError):
@@ -151,26 +168,115 @@ class AisfxFrontEnd:
 
 
 @dataclass(frozen=True)
+class EncoderWindows(Recipe):
+    """A whole clip cut into aisfx's input windows (computed in the workers). The fields
+    are what the cached window embeddings depend on."""
+
+    duration: float | None = None
+    encoder: str = "aisfx"
+    weights: str = ""  # the weights' identity (the checkpoint's SHA-256)
+    hop: float = 0.5
+    blocks: tuple[int, ...] = (4,)  # what the network gives (Cnn9)
+    peak_normalize: bool = False
+    # what else the values depend on: the front end's constants, torch, the device's kind
+    front_end: AisfxFrontEnd = AisfxFrontEnd()
+    torch: str = torch.__version__
+    device: str = "cpu"
+    precision: str = "fp32"  # the network's autocast dtype (embeddings.precision, resolved)
+
+    def compute(self, ys: list[np.ndarray]) -> list[np.ndarray]:
+        front = self.front_end
+        return [front.windows(front.spectrogram(y, self.peak_normalize), self.hop)
+                .astype(np.float32) for y in ys]
+
+
+def aisfx_windows(params: dict, weights: str, device: str, folder: Path | None = None
+                  ) -> EncoderWindows:
+    """aisfx's recipe of the ``embeddings`` section."""
+    section = params["embeddings"]
+    front = AisfxFrontEnd()
+    return EncoderWindows(sr=front.sr, encoder="aisfx", weights=weights, hop=section["hop"],
+                          blocks=tuple(sorted(section["blocks"])),
+                          peak_normalize=section["peak_normalize"], front_end=front,
+                          device=device, precision=precision_of(section, device))
+
+
+def precision_of(section: dict, device: str) -> str:
+    """``embeddings.precision`` resolved on ``device``: fp32 or bf16 (missing in the
+    settings of a model trained before it existed: fp32)."""
+    from soundclf.devices import autocast_dtype
+    dtype = autocast_dtype(section.get("precision", "fp32"), torch.device(device),
+                           "embeddings.precision")
+    return "fp32" if dtype is None else "bf16"
+
+
+def with_precision(run: Embedder, precision: str, device: torch.device) -> Embedder:
+    """``run`` under bf16 autocast for ``precision`` bf16 (its output float32)."""
+    if precision == "fp32":
+        return run
+
+    def autocast(batch: np.ndarray) -> np.ndarray:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            return np.asarray(run(batch), dtype=np.float32)
+
+    return autocast
+
+
+def aisfx_embedder(folder: Path, recipe: EncoderWindows, device: torch.device) -> Embedder:
+    net = load_network(ENCODERS["aisfx"], folder / CHECKPOINT, device)
+    return with_precision(lambda batch: run_network(net, batch, device, recipe.blocks),
+                          recipe.precision, device)
+
+
+def clap_windows(params: dict, weights: str, device: str, folder: Path) -> Recipe:
+    from soundclf.features import audio_transformers
+    return audio_transformers.windows("clap", params, weights, device, folder)
+
+
+def ast_windows(params: dict, weights: str, device: str, folder: Path) -> Recipe:
+    from soundclf.features import audio_transformers
+    return audio_transformers.windows("ast", params, weights, device, folder)
+
+
+def transformers_embedder(folder: Path, recipe: Recipe, device: torch.device) -> Embedder:
+    from soundclf.features import audio_transformers
+    return audio_transformers.embedder(folder, recipe, device)
+
+
+@dataclass(frozen=True)
 class Encoder:
     name: str
-    network: Callable[[], nn.Module]
-    read_state: Callable[[Path], dict[str, torch.Tensor]]
-    front_end: AisfxFrontEnd
     published: str  # where the weights come from, for messages
+    # (params, the weights' identity, the device's kind, the weights folder) -> the
+    # recipe of a clip's windows
+    windows: Callable[[dict, str, str, Path], Recipe]
+    # (weights folder, that recipe, device) -> what embeds a batch of windows
+    embedder: Callable[[Path, Any, torch.device], Embedder]
+    hub: bool = False  # weights a Hugging Face Hub repository, not one checkpoint file
+    # a checkpoint encoder's network and how its file is read (stage weights checks it)
+    network: Callable[[], nn.Module] | None = None
+    read_state: Callable[[Path], dict[str, torch.Tensor]] | None = None
     member: str | None = None  # the checkpoint's path inside a published archive (a wheel)
+    window: float = 0.0  # seconds of audio per window (docs)
 
 
 ENCODERS = {
-    "aisfx": Encoder("aisfx", Cnn9, read_aisfx_state, AisfxFrontEnd(),
-                     published="the aisfx 0.1.2 wheel on PyPI (pip download --no-deps "
-                               "aisfx==0.1.2)",
-                     member="aisfx/models/checkpoint.pth"),
+    "aisfx": Encoder("aisfx", "the aisfx 0.1.2 wheel on PyPI (pip download --no-deps "
+                              "aisfx==0.1.2)",
+                     aisfx_windows, aisfx_embedder, network=Cnn9,
+                     read_state=read_aisfx_state, member="aisfx/models/checkpoint.pth",
+                     window=100 * 1024 / 44100),
+    "clap": Encoder("clap", "the Hugging Face Hub repository laion/clap-htsat-unfused",
+                    clap_windows, transformers_embedder, hub=True, window=10.0),
+    "ast": Encoder("ast", "the Hugging Face Hub repository "
+                          "MIT/ast-finetuned-audioset-10-10-0.4593",
+                   ast_windows, transformers_embedder, hub=True, window=10.24),
 }
 
 
 def encoder(name: str) -> Encoder:
     if name not in ENCODERS:
-        raise ParamError(f"'embeddings.encoder' is {name!r}; known encoders: "
+        raise ParamError(f"'embeddings.encoders' names {name!r}; known encoders: "
                          f"{', '.join(ENCODERS)}")
     return ENCODERS[name]
 
@@ -219,12 +325,22 @@ def verify_checkpoint(path: Path, sha256: str, name: str) -> None:
 
 
 @torch.inference_mode()
-def embed_windows(net: nn.Module, windows: np.ndarray, batch_size: int,
-                  device: torch.device, blocks: tuple[int, ...] = (4,)) -> np.ndarray:
-    """(windows, dim) float32 embeddings of (windows, frames, bands), ``batch_size`` at a
-    time, from the network's ``blocks``."""
-    out = [net(torch.from_numpy(np.ascontiguousarray(windows[start:start + batch_size],
-                                                     dtype=np.float32)).to(device),
-               blocks).float().cpu().numpy()
-           for start in range(0, len(windows), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, net.width(blocks)), np.float32)
+def run_network(net: nn.Module, batch: np.ndarray, device: torch.device,
+                blocks: tuple[int, ...] = (4,)) -> np.ndarray:
+    """(windows, dim) float32 embeddings of one batch of (windows, frames, bands)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+    return net(x, blocks).float().cpu().numpy()
+
+
+def embed_windows(net: nn.Module | Embedder, windows: np.ndarray, batch_size: int,
+                  device: torch.device | None = None, blocks: tuple[int, ...] = (4,)
+                  ) -> np.ndarray:
+    """(windows, dim) float32 embeddings of ``windows``, ``batch_size`` at a time: by an
+    :data:`Embedder`, or by aisfx's network from its ``blocks``."""
+    run = net if not isinstance(net, nn.Module) else (
+        lambda batch: run_network(net, batch, device, blocks))
+    out = [run(windows[start:start + batch_size]) for start in range(0, len(windows),
+                                                                    batch_size)]
+    if out:
+        return np.concatenate(out)
+    return np.zeros((0, net.width(blocks) if isinstance(net, nn.Module) else 0), np.float32)

@@ -1,10 +1,13 @@
-"""Fetching a pretrained encoder's published checkpoint and verifying it.
+"""Fetching a pretrained encoder's published weights and verifying them, into the folder
+``data/weights/<encoder>/`` (stage `weights`).
 
-``weights.<encoder>.url`` is where the weights are published (for ``aisfx``, its wheel on
-PyPI, which holds them as ``aisfx/models/checkpoint.pth``), a ``file://`` URL or a local
-path to that archive or to the checkpoint itself. The checkpoint must have the SHA-256
+A Hugging Face Hub repository (clap, ast): soundclf.features.hub. A checkpoint (aisfx):
+``weights.<encoder>.url`` is where it is published (for ``aisfx``, its wheel on PyPI,
+which holds it as ``aisfx/models/checkpoint.pth``), a ``file://`` URL or a local path to
+that archive or to the checkpoint itself. The checkpoint must have the SHA-256
 ``weights.<encoder>.sha256`` and load strictly into the project's network
-(soundclf.features.encoders); a bad download is deleted.
+(soundclf.features.encoders); it is written as the folder's ``checkpoint.pth``; a bad
+download is deleted.
 """
 
 from __future__ import annotations
@@ -12,12 +15,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from soundclf.data.archive import fetch, local_path, sha256sum
-from soundclf.features.encoders import WeightsError, checkpoint_bytes, encoder, load_network
-from soundclf.io import atomic_path
+from soundclf.features.encoders import (
+    CHECKPOINT,
+    WeightsError,
+    checkpoint_bytes,
+    encoder,
+    load_network,
+)
+from soundclf.io import atomic_dir, atomic_path
 
 
 def fetch_weights(name: str, params: dict, out: Path, cache_dir: Path) -> str:
-    """Write encoder ``name``'s verified checkpoint to ``out``; returns where it came from."""
+    """Write encoder ``name``'s verified weights into the folder ``out``; returns where they
+    came from."""
+    if encoder(name).hub:
+        from soundclf.features.hub import fetch_repository
+        return fetch_repository(name, params, out, cache_dir)
+    with atomic_dir(out) as tmp:
+        source = fetch_checkpoint(name, params, tmp / CHECKPOINT, cache_dir)
+    return source
+
+
+def fetch_checkpoint(name: str, params: dict, out: Path, cache_dir: Path) -> str:
+    """Write encoder ``name``'s verified checkpoint to the file ``out``; returns where it
+    came from."""
     enc = encoder(name)
     section = params["weights"][name]
     url, expected = section["url"], section["sha256"].lower()

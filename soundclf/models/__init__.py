@@ -44,6 +44,11 @@ class Model:
     inputs: str = "features"
     # the datasets its stage runs for (dvc.yaml's foreach); None: every one of ``datasets``
     datasets: Callable[[dict], list[str]] | None = None
+    # inputs "embeddings": the encoder that computes them (soundclf.features.encoders)
+    encoder: str | None = None
+    # whether ``build`` also takes ``weights``, that encoder's weights folder (stages.train
+    # --weights): the zero-shot model's text tower
+    reads_weights: bool = False
 
     def runs_on(self, params: dict, dataset: str) -> bool:
         """Whether its stage runs for ``dataset`` with these params."""
@@ -74,14 +79,16 @@ def get(name: str) -> Model:
         module = None
     found = {m.name: m for m in getattr(module, "MODELS", [])}
     if name not in found:
-        raise ParamError(f"no model called {name!r} (known: {', '.join(every())})")
+        renamed = " ('pretrained' is now pretrained-<encoder>, e.g. pretrained-aisfx)" \
+            if name == "pretrained" else ""
+        raise ParamError(f"no model called {name!r}{renamed} (known: {', '.join(every())})")
     return found[name]
 
 
 def every() -> dict[str, Model]:
-    """Every registered model by name, in module order (svc, nn, cnn, pretrained, ensemble
-    first)."""
-    first = ["svc", "nn", "cnn", "pretrained", "ensemble"]
+    """Every registered model by name, in module order (svc, nn, cnn, pretrained, zeroshot,
+    ensemble first)."""
+    first = ["svc", "nn", "cnn", "pretrained", "zeroshot", "ensemble"]
     names = sorted((m.name for m in pkgutil.iter_modules(__path__)),
                    key=lambda n: (first.index(n) if n in first else len(first), n))
     return {model.name: model for family in names  # a shared module registers none
