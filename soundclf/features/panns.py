@@ -284,9 +284,16 @@ _NUMPY_ARRAYS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype,
 
 def load_panns(path: Path, device: torch.device | str = "cpu") -> Cnn14:
     """CNN14 with the checked weights of ``path``, in eval mode, channels-last on ``device``."""
-    net = Cnn14()
-    net.load_state_dict(read_panns_state(path), strict=True)
-    return net.to(device, memory_format=torch.channels_last).eval()
+    return build_panns(read_panns_state(path)).to(device, memory_format=torch.channels_last)
+
+
+def build_panns(state: dict[str, torch.Tensor]) -> Cnn14:
+    """CNN14 holding the tensors of ``state`` (loaded strictly, not copied: the network is
+    built without initializing weights it would overwrite), in eval mode."""
+    with torch.device("meta"):
+        net = Cnn14()
+    net.load_state_dict(state, strict=True, assign=True)
+    return net.eval()
 
 
 @torch.inference_mode()

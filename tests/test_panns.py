@@ -1,0 +1,232 @@
+"""PANNs CNN14 (soundclf/features/panns.py): the published checkpoint's layout, its front end,
+its embeddings as the authors' code computes them.
+
+tests/data/panns_reference.npz holds what the authors' Cnn14 (qiuqiangkong/
+audioset_tagging_cnn, with torchlibrosa) computes with the seeded stand-in checkpoint of
+scripts/make_panns_checkpoint.py (tests/data/panns_reference.md says how it was made). The
+real checkpoint cannot be downloaded here. The fast tests use a "cheap" checkpoint: the
+real layout and front end, every other tensor a broadcast zero (a few MB on disk).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.make_panns_checkpoint import make_checkpoint, seeded_state, state_digest
+from scripts.panns_reference import STFT_ROWS, reference_inputs
+from soundclf.features.encoders import WeightsError
+from soundclf.features.panns import (
+    EMBEDDING,
+    FRONT_END_KEYS,
+    SR,
+    Cnn14,
+    PannsFrontEnd,
+    embed_windows,
+    expected_shapes,
+    load_panns,
+    read_panns_state,
+)
+from tests.conftest import REPO
+
+REFERENCE = REPO / "tests/data/panns_reference.npz"
+CPU = torch.device("cpu")
+FRONT = PannsFrontEnd()
+# float32 convolutions sum in an order that depends on the machine, the batch and oneDNN's
+# algorithm: the project's module and the original were seen to differ by at most 2.4e-5
+# (embeddings up to 26); 1e-4 relative plus 1e-4 absolute is far below any difference
+# between two networks or front ends.
+RTOL = ATOL = 1e-4
+
+
+def cheap_state() -> dict[str, torch.Tensor]:
+    """CNN14's layout with the real front end and zeros elsewhere, stored as one-element
+    broadcasts (torch.save writes the storage: a few bytes a key)."""
+    front = FRONT.buffers()
+    state = {}
+    for key, shape in expected_shapes().items():
+        if key in front:
+            state[key] = torch.from_numpy(front[key])
+        elif key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        else:
+            state[key] = torch.ones(1).expand(shape) if key.endswith("running_var") \
+                else torch.zeros(1).expand(shape)
+    return state
+
+
+def save(path: Path, state: dict, **extra) -> Path:
+    torch.save({"model": state, **extra}, path)
+    return path
+
+
+# --- the front end ---------------------------------------------------------------------
+
+
+def test_the_front_end_is_torchlibrosas():
+    reference = np.load(REFERENCE)
+    buffers = FRONT.buffers()
+    np.testing.assert_allclose(buffers["logmel_extractor.melW"], reference["melW"],
+                               rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        buffers["spectrogram_extractor.stft.conv_real.weight"][STFT_ROWS, 0],
+        reference["stft_real_rows"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        buffers["spectrogram_extractor.stft.conv_imag.weight"][STFT_ROWS, 0],
+        reference["stft_imag_rows"], rtol=0, atol=1e-6)
+    assert [buffers[k].shape for k in FRONT_END_KEYS] == [(513, 1, 1024), (513, 1, 1024),
+                                                          (513, 64)]
+
+
+def test_the_log_mel_is_the_originals(tmp_path):
+    net = load_panns(save(tmp_path / "cheap.pth", cheap_state()))
+    with torch.inference_mode():
+        logmel = net.logmel(torch.from_numpy(reference_inputs()["short"])[None])[0]
+    expected = np.load(REFERENCE)["logmel"]
+    assert logmel.shape == expected.shape == (51, 64)
+    np.testing.assert_allclose(logmel.numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_windows_whole_clips_and_windowed_long_ones():
+    one = FRONT.windows(np.ones(5 * SR, np.float32))
+    assert one.shape == (1, 5 * SR) and one.dtype == np.float32
+    assert FRONT.windows(np.ones(10 * SR)).shape == (1, 10 * SR)  # up to the window: whole
+    short = FRONT.windows(np.ones(1000, np.float32))  # padded to 32 frames
+    assert short.shape == (1, FRONT.min_samples) and short[0, 1000:].max() == 0
+    y = np.arange(int(10.5 * SR), dtype=np.float32)
+    w = FRONT.windows(y, hop=0.5)  # 0-10 s and, ending at the end, 0.5-10.5 s
+    assert w.shape == (2, 10 * SR) and w[0, 0] == 0 and w[1, -1] == y[-1]
+    assert w[1, 0] == y[SR // 2]
+    w = FRONT.windows(np.arange(25 * SR, dtype=np.float32), hop=0.5)
+    assert [int(s) for s in w[:, 0] / SR] == [0, 5, 10, 15]
+    resampled = FRONT.windows(np.zeros(44100, np.float32), sr=44100)
+    assert resampled.shape == (1, SR)
+    with pytest.raises(ValueError, match="hop"):
+        FRONT.windows(y, hop=0)
+    with pytest.raises(ValueError, match="mono"):
+        FRONT.windows(np.zeros((2, SR)))
+
+
+# --- the checkpoint -------------------------------------------------------------------
+
+
+def test_the_layout_is_the_published_checkpoints():
+    shapes = expected_shapes()
+    assert len(shapes) == 84
+    assert sum(int(np.prod(s)) for s in shapes.values()) == 81_853_340  # 327.4 MB float32
+    assert shapes["conv_block6.conv2.weight"] == (2048, 2048, 3, 3)
+    assert shapes["fc_audioset.weight"] == (527, 2048)
+    assert shapes["bn0.running_var"] == (64,)
+
+
+def test_a_checkpoint_of_the_layout_loads_strictly(tmp_path):
+    # numpy arrays beside the state (the authors' training code saves its sampler's) are fine
+    path = save(tmp_path / "cheap.pth", cheap_state(), iteration=660000,
+                sampler={"indexes": np.arange(5)})
+    net = load_panns(path)
+    assert isinstance(net, Cnn14) and not net.training
+    assert net.state_dict().keys() == expected_shapes().keys()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update({"conv_block3.conv2.weight": torch.zeros(256, 128, 3, 3)}),
+     "'conv_block3.conv2.weight' has shape (256, 128, 3, 3), not CNN14's (256, 256, 3, 3)"),
+    (lambda s: s.update({"fc_audioset.weight": torch.zeros(1).expand(10, 2048)}),
+     "'fc_audioset.weight' has shape (10, 2048), not CNN14's (527, 2048)"),
+    (lambda s: s.pop("fc1.bias"), "it lacks 'fc1.bias'"),
+    (lambda s: s.update({"fc_extra.weight": torch.zeros(3)}), "it has 'fc_extra.weight'"),
+    # another front end: the 16 kHz model's mel bands (up to 8 kHz), a Hamming window
+    (lambda s: s.update({"logmel_extractor.melW": torch.from_numpy(
+        PannsFrontEnd(fmax=8000).mel_matrix())}), "'logmel_extractor.melW' is not the front"),
+    (lambda s: s["spectrogram_extractor.stft.conv_imag.weight"].mul_(1.001),
+     "'spectrogram_extractor.stft.conv_imag.weight' is not the front end's"),
+])
+def test_a_checkpoint_of_another_network_is_refused_naming_the_key(tmp_path, change, message):
+    state = cheap_state()
+    change(state)
+    path = save(tmp_path / "other.pth", state)
+    with pytest.raises(WeightsError, match=re.escape(message)) as info:
+        load_panns(path)
+    assert str(path) in str(info.value)
+
+
+def test_files_that_are_no_panns_checkpoint_are_refused(tmp_path):
+    bare = tmp_path / "bare.pth"
+    torch.save(cheap_state(), bare)  # a state dict without the 'model' entry
+    with pytest.raises(WeightsError, match="bare.pth is not a PANNs checkpoint: it holds a "
+                                           "dict of 'spectrogram_extractor"):
+        read_panns_state(bare)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="junk.pth is not a PANNs checkpoint"):
+        read_panns_state(junk)
+
+
+# --- the network ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_net() -> Cnn14:
+    """CNN14 with torch's default initialization (seeded) and the real front end (a
+    network with other weights than the seeded checkpoint's: quicker to make)."""
+    torch.manual_seed(0)
+    net = Cnn14()
+    for key, value in FRONT.buffers().items():
+        net.get_buffer(key).copy_(torch.from_numpy(value))
+    return net.to(memory_format=torch.channels_last).eval()
+
+
+def test_embed_windows_batches_equal_lengths_and_keeps_the_order(random_net):
+    inputs = reference_inputs()
+    n = SR // 2
+    clips = [inputs["noise_1s"][:n], inputs["sine_5s"][:n], inputs["short"][:FRONT.min_samples],
+             inputs["mix_10s"][:n]]
+    together = embed_windows(random_net, clips, batch_size=2, device=CPU)
+    assert together.shape == (4, EMBEDDING) and together.dtype == np.float32
+    alone = np.concatenate([embed_windows(random_net, [c], 1, CPU) for c in clips])
+    scale = np.abs(alone).max()
+    np.testing.assert_allclose(together, alone, rtol=RTOL, atol=ATOL * scale)
+    for i in range(3):  # each clip has its own embedding
+        assert np.abs(together[i] - together[i + 1]).max() > 1e-2 * scale
+    assert embed_windows(random_net, np.zeros((0, SR), np.float32), 4, CPU).shape == (0, 2048)
+
+
+def test_bf16_autocast_is_close_and_returns_float32(random_net):
+    clip = reference_inputs()["mix_10s"][None, :SR // 2]
+    fp32 = embed_windows(random_net, clip, 1, CPU)
+    bf16 = embed_windows(random_net, clip, 1, CPU, dtype=torch.bfloat16)
+    assert bf16.dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: seen 0.5 % (relative L2) with the seeded weights
+    assert np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32) < 0.03
+
+
+# --- the full-size stand-in against the original ----------------------------------------
+
+
+@pytest.mark.slow
+def test_the_module_matches_the_original_with_the_seeded_checkpoint(tmp_path):
+    reference = np.load(REFERENCE)
+    state = seeded_state(0)
+    assert state_digest(state) == str(reference["state_digest"])
+    path = make_checkpoint(tmp_path / "Cnn14_seeded.pth")
+    assert 327e6 < path.stat().st_size < 328e6  # the published file's 327 MB
+    net = load_panns(path)
+    inputs = reference_inputs()
+    for name, y in inputs.items():
+        windows = FRONT.windows(y)
+        assert windows.shape == (1, len(y))  # whole, at its own length
+        embedding = embed_windows(net, windows, 2, CPU)[0]
+        np.testing.assert_allclose(embedding, reference[name], rtol=RTOL, atol=ATOL,
+                                   err_msg=name)
+        with torch.inference_mode():
+            tags = net.tags(torch.from_numpy(embedding)[None])[0].numpy()
+        np.testing.assert_allclose(tags, reference[f"{name}_tags"], rtol=RTOL, atol=ATOL,
+                                   err_msg=name)
+    # batched as the pipeline does: two clips of one length at once
+    both = embed_windows(net, [inputs["sine_5s"], inputs["sine_5s"]], 2, CPU)
+    np.testing.assert_allclose(both, np.stack([reference["sine_5s"]] * 2), rtol=RTOL,
+                               atol=ATOL)
