@@ -243,17 +243,18 @@ class FoldedCnn14(_Ends):
 
     Each batch norm after a convolution folded into it (weights times ``gamma /
     sqrt(var + eps)``, a bias ``beta - mean * that``; the factors in float64, the
-    products in float32), the folded
-    weights stored in ``dtype`` (float32 or bfloat16: no casting per batch), the first four
-    blocks channels-last and the last two (15 x 2 positions: oneDNN is faster on them
-    channels-first) in the default layout. The front end, ``bn0``, the pooling over frames
-    and ``fc1`` stay float32; in bfloat16 the STFT is by FFT (``Cnn14.logmel``). It shares
+    products in float32), the folded weights stored in ``dtype`` (float32 or bfloat16: no
+    casting per batch), the first five blocks channels-last and the last (15 x 2 positions
+    for a 5 s clip, where oneDNN is faster channels-first) in the default layout. The front
+    end, ``bn0``, the pooling over frames and ``fc1`` stay float32; in bfloat16 the STFT
+    is by FFT (``Cnn14.logmel``). It shares
     the front end, ``bn0`` and ``fc1`` with ``net`` and holds its own copy of the
     convolutions (300 MB in float32, 150 MB in bfloat16): drop ``net`` to free its
-    (:func:`load_embedder`).
+    (:func:`load_embedder`), or ``consume`` it: each of its convolutions' weights is
+    dropped once folded, so that the two copies never coexist (``net`` is unusable after).
     """
 
-    def __init__(self, net: Cnn14, dtype: torch.dtype = torch.float32):
+    def __init__(self, net: Cnn14, dtype: torch.dtype = torch.float32, consume: bool = False):
         super().__init__()
         self.front = net.front
         for name in ("spectrogram_extractor", "logmel_extractor", "bn0", "fc1", "fc_audioset"):
@@ -273,7 +274,9 @@ class FoldedCnn14(_Ends):
                 folded.bias = nn.Parameter(
                     (bn.bias.double() - bn.running_mean.double() * scale).to(dtype),
                     requires_grad=False)
-                self.convs.append(folded.to(memory_format=torch.channels_last if i <= 4
+                if consume:  # free the unfolded weights as we go (net is unusable after)
+                    conv.register_parameter("weight", None)
+                self.convs.append(folded.to(memory_format=torch.channels_last if i <= 5
                                             else torch.contiguous_format))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -281,7 +284,7 @@ class FoldedCnn14(_Ends):
         for i, conv in enumerate(self.convs):
             block = i // 2  # 0 to 5
             if i % 2 == 0:
-                x = x.contiguous(memory_format=torch.channels_last if block < 4
+                x = x.contiguous(memory_format=torch.channels_last if block < 5
                                  else torch.contiguous_format)
             x = F.relu(conv(x), inplace=True)
             if i % 2 == 1 and block < 5:
@@ -379,7 +382,7 @@ def load_embedder(path: Path, device: torch.device | str = "cpu",
                   dtype: torch.dtype | None = None) -> FoldedCnn14:
     """The fast form of :func:`load_panns`'s network, computing in ``dtype`` (None:
     float32), without the unfolded convolutions (their memory freed)."""
-    return FoldedCnn14(load_panns(path, device), dtype or torch.float32).eval()
+    return FoldedCnn14(load_panns(path, device), dtype or torch.float32, consume=True).eval()
 
 
 def folded(net: Cnn14 | FoldedCnn14, dtype: torch.dtype | None = None) -> FoldedCnn14:
