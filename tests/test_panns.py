@@ -62,8 +62,8 @@ def cheap_state() -> dict[str, torch.Tensor]:
     return state
 
 
-def save(path: Path, state: dict, **extra) -> Path:
-    torch.save({"model": state, **extra}, path)
+def save(path: Path, state: dict, legacy: bool = False, **extra) -> Path:
+    torch.save({"model": state, **extra}, path, _use_new_zipfile_serialization=not legacy)
     return path
 
 
@@ -126,9 +126,11 @@ def test_the_layout_is_the_published_checkpoints():
     assert shapes["bn0.running_var"] == (64,)
 
 
-def test_a_checkpoint_of_the_layout_loads_strictly(tmp_path):
-    # numpy arrays beside the state (the authors' training code saves its sampler's) are fine
-    path = save(tmp_path / "cheap.pth", cheap_state(), iteration=660000,
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_checkpoint_of_the_layout_loads_strictly(tmp_path, legacy):
+    # numpy arrays beside the state (the authors' training code saves its sampler's) are
+    # fine, and so is torch's format before 1.6 (the published file's age: 2020)
+    path = save(tmp_path / "cheap.pth", cheap_state(), legacy=legacy, iteration=660000,
                 sampler={"indexes": np.arange(5)})
     net = load_panns(path)
     assert isinstance(net, Cnn14) and not net.training
