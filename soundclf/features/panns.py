@@ -27,6 +27,13 @@ that length every ``hop`` of a window, the last window ending where the clip end
 windows' embeddings are pooled as for any encoder (soundclf.features.embeddings.pool).
 Clips shorter than 0.31 s (32 frames, the least the five poolings leave a frame of) are
 zero-padded to that length.
+
+Use: :func:`read_panns_state` (a checkpoint file's checked state dict) and :class:`Cnn14`
+(the network it loads into strictly), or :func:`load_panns` (both, without initializing
+weights that loading overwrites) and :func:`load_embedder` (the fast inference form alone,
+:class:`FoldedCnn14`, in float32 or bfloat16); ``PannsFrontEnd().windows(y, sr, hop)``
+(a mono clip at any rate -> its 32 kHz input windows); :func:`embed_windows` (windows ->
+(windows, 2048) embeddings, batched, by the fast form).
 """
 
 from __future__ import annotations
