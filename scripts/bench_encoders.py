@@ -7,8 +7,9 @@ The cost does not depend on the weights' values, so the network is the real arch
 with random weights, built from its configuration with no download: CLAP
 (``transformers.ClapConfig()``'s defaults, which are ``laion/clap-htsat-unfused``'s: HTSAT
 audio tower and RoBERTa text tower, both built and loaded as the pipeline loads them) and
-AST (``ASTConfig()``'s defaults, ``MIT/ast-finetuned-audioset-10-10-0.4593``'s); aisfx, the
-project's own network, for scale. Each of
+AST (``ASTConfig()``'s defaults, ``MIT/ast-finetuned-audioset-10-10-0.4593``'s); aisfx and
+PANNs CNN14, the project's own networks (CNN14's fast form, as the pipeline runs it;
+scripts/bench_panns.py compares it with the authors' code). Each of
 ``--clips`` five-second clips of noise at the feature extractor's rate goes through the
 extractor (in this process, one clip at a time, as a worker of the embeddings stage does)
 and the network, ``--batch`` clips a batch, on ``--threads`` threads; one warm-up batch (and
@@ -45,13 +46,14 @@ def noise(n: int, sr: int, seed: int = 0) -> list[np.ndarray]:
     return [(0.1 * rng.standard_normal(int(SECONDS * sr))).astype(np.float32) for _ in range(n)]
 
 
-def timed_batches(run, inputs: list, batch: int, precision: str) -> tuple[float, float]:
+def timed_batches(run, inputs: list, batch: int, precision: str, autocast: bool = True
+                  ) -> tuple[float, float]:
     """Seconds, wall-clock and this process's CPU time, to run every batch of ``inputs``
-    after one warm-up batch."""
+    after one warm-up batch (under bf16 autocast for ``precision`` bf16 if ``autocast``)."""
     import torch
 
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" \
-        else nullcontext()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) \
+        if precision == "bf16" and autocast else nullcontext()
     with torch.inference_mode(), autocast:
         run(inputs[:batch])
         start, cpu = time.perf_counter(), time.process_time()
@@ -133,7 +135,32 @@ def bench_aisfx(clips: int, batch: int, precision: str) -> dict:
             **extracted(extract), **network(timed_batches(run, windows, batch, precision))}
 
 
-BENCHES = {"aisfx": bench_aisfx, "clap": bench_clap, "ast": bench_ast}
+def bench_panns_cnn14(clips: int, batch: int, precision: str) -> dict:
+    """CNN14 as the pipeline runs it: its fast form (batch norms folded, weights in the
+    compute dtype: bf16 without autocast), a 5 s clip one window of its own length."""
+    import torch
+
+    from soundclf.features.panns import Cnn14, PannsFrontEnd, embed_windows, folded
+
+    net = Cnn14().eval().to(memory_format=torch.channels_last)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    fast = folded(net, dtype)
+    front = PannsFrontEnd()
+    audio = noise(clips, front.sr)
+    start, cpu = time.perf_counter(), time.process_time()
+    windows = [front.windows(y, front.sr, 1.0) for y in audio]
+    extract = time.perf_counter() - start, time.process_time() - cpu
+
+    def run(part):
+        return embed_windows(fast, np.concatenate(part), len(part), dtype=dtype)
+
+    return {"parameters": sum(p.numel() for p in net.parameters()),
+            **extracted(extract),
+            **network(timed_batches(run, windows, batch, precision, autocast=False))}
+
+
+BENCHES = {"aisfx": bench_aisfx, "panns_cnn14": bench_panns_cnn14, "clap": bench_clap,
+           "ast": bench_ast}
 
 
 def one(encoder: str, clips: int, batch: int, precision: str, threads: int) -> dict:

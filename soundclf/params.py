@@ -248,6 +248,8 @@ SCHEMA: dict[str, Validator] = {
     # url: a local copy, sha256: each file's)
     "weights.aisfx.url": location,
     "weights.aisfx.sha256": sha256_digest,  # the checkpoint's, always checked
+    "weights.panns_cnn14.url": location,
+    "weights.panns_cnn14.sha256": sha256,  # the checkpoint's; null: not checked, warned
     "weights.clap.repo": hub_repo,
     "weights.clap.revision": revision,
     "weights.clap.url": optional(location),

@@ -2,8 +2,9 @@
 embeddings and its own model, the zero-shot model, and the ensemble of them.
 
 CLAP and AST are the tiny random-weight repositories of tests/hub_models.py, given as
-local copies (``weights.<encoder>.url``), aisfx the demo checkpoint; the synthetic ESC-50
-of conftest. The MLPs' stages are left out (they run in test_pipeline).
+local copies (``weights.<encoder>.url``), aisfx the demo checkpoint, PANNs CNN14 the
+seeded stand-in of scripts/make_panns_checkpoint.py; the synthetic ESC-50 of conftest.
+The MLPs' stages are left out (they run in test_pipeline).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e import committed_project, esc50_alone, sh
+from scripts.make_panns_checkpoint import make_checkpoint
+from soundclf.data.archive import sha256sum
+from tests.e2e import committed_project, esc50_alone, ran_stages, sh
 from tests.hub_models import write_calibrated_clap, write_tiny_ast
 
 pytestmark = pytest.mark.slow
@@ -99,7 +102,7 @@ def test_an_experiment_adds_an_encoder_without_retraining_the_others(project):
     repo, _ = project
     log = sh("dvc", "exp", "run", "-S", "embeddings.encoders=[aisfx,clap,ast]",
              "-S", f"ensemble.members=[{','.join([*MEMBERS, 'pretrained-ast'])}]", cwd=repo)
-    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    ran = ran_stages(log)
     assert ran == {"weights@ast", "embeddings@esc50-ast", "train-pretrained@esc50-ast",
                    "ensemble-member@esc50-pretrained-ast", "train-ensemble@esc50",
                    "details@esc50", "compare"}, log
@@ -107,3 +110,30 @@ def test_an_experiment_adds_an_encoder_without_retraining_the_others(project):
     assert "pretrained-ast" in compare["esc50"]
     with np.load(repo / "data/embeddings/esc50/ast.npz") as embedded:
         assert embedded["values"].shape == (60, 2 * 16)
+
+
+def test_cnn14_joins_from_a_local_checkpoint_of_the_published_layout(project, tmp_path):
+    """PANNs CNN14 with the seeded stand-in of its published file (scripts/
+    make_panns_checkpoint.py), given as a local path, its digest not pinned."""
+    repo, _ = project
+    checkpoint = make_checkpoint(tmp_path / "Cnn14_seeded.pth")
+    members = [*MEMBERS, "pretrained-panns_cnn14"]
+    log = sh("dvc", "exp", "run", "-S", "embeddings.encoders=[aisfx,clap,panns_cnn14]",
+             "-S", f"weights.panns_cnn14.url={checkpoint}",
+             "-S", f"ensemble.members=[{','.join(members)}]", cwd=repo)
+    ran = ran_stages(log)
+    assert {"weights@panns_cnn14", "embeddings@esc50-panns_cnn14",
+            "train-pretrained@esc50-panns_cnn14", "train-ensemble@esc50"} <= ran, log
+    assert not ran & {"embeddings@esc50-aisfx", "embeddings@esc50-clap"}, log
+    digest = sha256sum(checkpoint)
+    assert "'weights.panns_cnn14.sha256' is null" in log and f"sha256: {digest}" in log
+    assert sha256sum(repo / "data/weights/panns_cnn14/checkpoint.pth") == digest
+    with np.load(repo / "data/embeddings/esc50/panns_cnn14.npz") as embedded:
+        values = embedded["values"]
+    assert values.shape == (60, 2 * 2048) and np.isfinite(values).all()
+    compare = json.loads((repo / "metrics/compare.json").read_text())
+    assert "pretrained-panns_cnn14" in compare["esc50"]
+    clip = next((repo / "data/raw/esc50").rglob("5-*.wav"))
+    shown = sh("python", "-m", "soundclf", "predict", "esc50", "pretrained-panns_cnn14",
+               str(clip), cwd=repo)
+    assert f"\n{clip}: " in f"\n{shown}", shown

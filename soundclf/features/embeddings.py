@@ -41,7 +41,7 @@ POOLING = {"mean": np.mean, "max": np.max, "std": np.std}
 def embed(results: Results, net: Embedder | torch.nn.Module, batch_size: int,
           device: torch.device | None = None, blocks: tuple[int, ...] = (4,)) -> Results:
     """The workers' windows of each clip turned into its window embeddings, a network batch
-    of several clips' windows at a time; failures pass through."""
+    of several clips' windows of one shape at a time; failures pass through."""
     waiting: list[tuple[int, np.ndarray]] = []
 
     def flush() -> Iterator[tuple[int, np.ndarray]]:
@@ -56,6 +56,8 @@ def embed(results: Results, net: Embedder | torch.nn.Module, batch_size: int,
         if isinstance(result, str):
             yield i, result
             continue
+        if waiting and result.shape[1:] != waiting[0][1].shape[1:]:
+            yield from flush()  # a batch holds windows of one shape (CNN14's whole clips)
         waiting.append((i, result))
         if sum(len(w) for _, w in waiting) >= batch_size:
             yield from flush()
@@ -74,19 +76,14 @@ def weights_identity(name: str, params: dict, folder: Path) -> str:
     if encoder(name).hub:
         from soundclf.features.hub import verify_repository
         return verify_repository(name, params["weights"][name], folder)
-    expected = params["weights"][name]["sha256"].lower()
-    verify_checkpoint(folder / CHECKPOINT, expected, name)
-    return expected
+    return verify_checkpoint(folder / CHECKPOINT, params["weights"][name]["sha256"], name)
 
 
-def encoder_windows(params: dict, device: torch.device, folder: Path,
-                    weights: str | None = None) -> Recipe:
+def encoder_windows(params: dict, device: torch.device, folder: Path, weights: str) -> Recipe:
     """The recipe of ``embeddings.encoder`` (one encoder: a stage's, or a trained model's
-    settings) with the ``embeddings`` section and the weights in ``folder``; ``weights``:
-    their identity (by default a checkpoint's ``weights.<encoder>.sha256``)."""
+    settings) with the ``embeddings`` section and the weights in ``folder``, whose identity
+    is ``weights`` (:func:`weights_identity`)."""
     enc = encoder(params["embeddings"]["encoder"])
-    if weights is None:
-        weights = params["weights"][enc.name]["sha256"].lower()
     return enc.windows(params, weights, device.type, folder)
 
 

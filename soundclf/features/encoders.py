@@ -21,6 +21,9 @@ does (``embeddings.peak_normalize``; docs/models.md has the choice).
 repository (soundclf.features.hub), their windows and embeddings
 soundclf.features.audio_transformers.
 
+``panns_cnn14``: PANNs CNN14 (Kong et al. 2020; weights CC BY 4.0, Zenodo record 3987831),
+the project's own module, loaded strictly, with its front end: soundclf.features.panns.
+
 An encoder's weights are a folder, ``data/weights/<name>/`` (stage `weights`): a
 checkpoint encoder's file in it as :data:`CHECKPOINT`, a Hub repository's files as
 published. Adding an encoder: an entry in :data:`ENCODERS` (its ``windows`` recipe, what
@@ -30,13 +33,14 @@ section in params.yaml and in soundclf/params.py's SCHEMA (which makes it a valu
 ``embeddings.encoders`` and a ``pretrained-<name>`` model, soundclf.models.pretrained).
 dvc.yaml needs nothing: its stages are a matrix over ``embeddings.encoders``.
 
-``aisfx``'s network is this project's own module, loaded with ``strict=True`` (a
-checkpoint of another shape is refused).
+``aisfx``'s and ``panns_cnn14``'s networks are this project's own modules, loaded with
+``strict=True`` (a checkpoint of another shape is refused).
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,6 +247,26 @@ def transformers_embedder(folder: Path, recipe: Recipe, device: torch.device) ->
     return audio_transformers.embedder(folder, recipe, device)
 
 
+def panns_windows(params: dict, weights: str, device: str, folder: Path) -> Recipe:
+    from soundclf.features import panns
+    return panns.windows(params, weights, device, folder)
+
+
+def panns_embedder(folder: Path, recipe: Recipe, device: torch.device) -> Embedder:
+    from soundclf.features import panns
+    return panns.embedder(folder, recipe, device)
+
+
+def panns_network() -> nn.Module:
+    from soundclf.features import panns
+    return panns.Cnn14()
+
+
+def read_panns_state(path: Path) -> dict[str, torch.Tensor]:
+    from soundclf.features import panns
+    return panns.read_panns_state(path)
+
+
 @dataclass(frozen=True)
 class Encoder:
     name: str
@@ -266,6 +290,10 @@ ENCODERS = {
                      aisfx_windows, aisfx_embedder, network=Cnn9,
                      read_state=read_aisfx_state, member="aisfx/models/checkpoint.pth",
                      window=100 * 1024 / 44100),
+    "panns_cnn14": Encoder("panns_cnn14", "Cnn14_mAP=0.431.pth of Zenodo record 3987831 "
+                                          "(https://zenodo.org/records/3987831)",
+                           panns_windows, panns_embedder, network=panns_network,
+                           read_state=read_panns_state, window=10.0),
     "clap": Encoder("clap", "the Hugging Face Hub repository laion/clap-htsat-unfused",
                     clap_windows, transformers_embedder, hub=True, window=10.0),
     "ast": Encoder("ast", "the Hugging Face Hub repository "
@@ -312,16 +340,27 @@ def checkpoint_bytes(source: Path, member: str | None) -> bytes:
     return source.read_bytes()
 
 
-def verify_checkpoint(path: Path, sha256: str, name: str) -> None:
-    """Refuse a missing weights file, or one other than ``weights.<name>.sha256`` names."""
+def unpinned(name: str, what: str, digest: str) -> None:
+    """Warn that ``weights.<name>.sha256`` is null, giving the digest to pin."""
+    print(f"warning: 'weights.{name}.sha256' is null: {what} is not checked against a "
+          f"pinned digest. Its digest, to pin it in params.yaml:\n  sha256: {digest}",
+          file=sys.stderr)
+
+
+def verify_checkpoint(path: Path, sha256: str | None, name: str) -> str:
+    """Refuse a missing weights file, or one other than ``weights.<name>.sha256`` names;
+    returns its SHA-256 (its identity). A null ``sha256`` (not pinned) is warned about."""
     if not path.is_file():
         raise WeightsError(f"{path} does not exist: the stage `weights` fetches it from "
                            f"'weights.{name}.url' (dvc repro weights)")
     actual = sha256sum(path)
-    if actual != sha256.lower():
+    if sha256 is None:
+        unpinned(name, str(path), actual)
+    elif actual != sha256.lower():
         raise WeightsError(f"{path} has sha256 {actual}, not the {sha256} of "
                            f"'weights.{name}.sha256': rerun the stage `weights` "
                            "(dvc repro -f weights)")
+    return actual
 
 
 @torch.inference_mode()

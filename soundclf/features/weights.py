@@ -1,11 +1,12 @@
 """Fetching a pretrained encoder's published weights and verifying them, into the folder
 ``data/weights/<encoder>/`` (stage `weights`).
 
-A Hugging Face Hub repository (clap, ast): soundclf.features.hub. A checkpoint (aisfx):
-``weights.<encoder>.url`` is where it is published (for ``aisfx``, its wheel on PyPI,
-which holds it as ``aisfx/models/checkpoint.pth``), a ``file://`` URL or a local path to
-that archive or to the checkpoint itself. The checkpoint must have the SHA-256
-``weights.<encoder>.sha256`` and load strictly into the project's network
+A Hugging Face Hub repository (clap, ast): soundclf.features.hub. A checkpoint (aisfx,
+panns_cnn14): ``weights.<encoder>.url`` is where it is published (for ``aisfx``, its wheel
+on PyPI, which holds it as ``aisfx/models/checkpoint.pth``; for ``panns_cnn14``, the file
+on Zenodo), a ``file://`` URL or a local path to that archive or to the checkpoint itself.
+The checkpoint must have the SHA-256 ``weights.<encoder>.sha256`` (where that is null, not
+pinned, a warning gives the digest to pin) and load strictly into the project's network
 (soundclf.features.encoders); it is written as the folder's ``checkpoint.pth``; a bad
 download is deleted.
 """
@@ -21,6 +22,7 @@ from soundclf.features.encoders import (
     checkpoint_bytes,
     encoder,
     load_network,
+    unpinned,
 )
 from soundclf.io import atomic_dir, atomic_path
 
@@ -41,20 +43,22 @@ def fetch_checkpoint(name: str, params: dict, out: Path, cache_dir: Path) -> str
     came from."""
     enc = encoder(name)
     section = params["weights"][name]
-    url, expected = section["url"], section["sha256"].lower()
+    url, expected = section["url"], section["sha256"]
     source = fetch(url, None, cache_dir, param=f"weights.{name}.url")
     downloaded = local_path(url) is None  # fetched into cache_dir, not the user's own file
     try:
         with atomic_path(out) as tmp:
             tmp.write_bytes(checkpoint_bytes(source, enc.member))
             actual = sha256sum(tmp)
-            if actual != expected:
+            if expected is None:
+                unpinned(name, url, actual)
+            elif actual != expected.lower():
                 inside = f" ({enc.member})" if enc.member else ""
                 raise WeightsError(
-                    f"{url}{inside} has sha256 {actual}, not the {expected} of "
+                    f"{url}{inside} has sha256 {actual}, not the {expected.lower()} of "
                     f"'weights.{name}.sha256': not the checkpoint expected. Point "
                     f"'weights.{name}.url' at {enc.published}; for a checkpoint of your own "
-                    f"of the same network, in aisfx's format, set 'weights.{name}.sha256' to "
+                    f"of the same network, in {name}'s format, set 'weights.{name}.sha256' to "
                     "its digest")
             load_network(enc, tmp, "cpu")  # a checkpoint of another network is refused here
     except WeightsError as exc:
