@@ -70,18 +70,24 @@ def network(times: tuple[float, float]) -> dict:
     return {"network_s": times[0], "network_cpu_s": times[1]}
 
 
+def extract_all(extractor, clips: int, key: str) -> tuple[list, tuple[float, float]]:
+    """A transformers feature extractor's ``key`` of each of ``clips`` noise clips at its
+    rate, one at a time after a warm-up, and its seconds (wall-clock, CPU)."""
+    audio = noise(clips, extractor.sampling_rate)
+    extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
+    start, cpu = time.perf_counter(), time.process_time()
+    features = [extractor(y, sampling_rate=extractor.sampling_rate,
+                          return_tensors="np")[key][0] for y in audio]
+    return features, (time.perf_counter() - start, time.process_time() - cpu)
+
+
 def bench_clap(clips: int, batch: int, precision: str) -> dict:
     import torch
     import transformers
 
     model = transformers.ClapModel(transformers.ClapConfig()).eval()
     extractor = transformers.ClapFeatureExtractor(truncation="rand_trunc")  # unfused
-    audio = noise(clips, extractor.sampling_rate)
-    extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
-    start, cpu = time.perf_counter(), time.process_time()
-    features = [extractor(y, sampling_rate=extractor.sampling_rate,
-                          return_tensors="np")["input_features"][0] for y in audio]
-    extract = time.perf_counter() - start, time.process_time() - cpu
+    features, extract = extract_all(extractor, clips, "input_features")
 
     def run(part):
         x = torch.from_numpy(np.stack(part))
@@ -99,13 +105,7 @@ def bench_ast(clips: int, batch: int, precision: str) -> dict:
     import transformers
 
     model = transformers.ASTModel(transformers.ASTConfig()).eval()
-    extractor = transformers.ASTFeatureExtractor()
-    audio = noise(clips, extractor.sampling_rate)
-    extractor(audio[0], sampling_rate=extractor.sampling_rate)  # warm-up
-    start, cpu = time.perf_counter(), time.process_time()
-    features = [extractor(y, sampling_rate=extractor.sampling_rate,
-                          return_tensors="np")["input_values"][0] for y in audio]
-    extract = time.perf_counter() - start, time.process_time() - cpu
+    features, extract = extract_all(transformers.ASTFeatureExtractor(), clips, "input_values")
 
     def run(part):
         return model(input_values=torch.from_numpy(np.stack(part))).pooler_output

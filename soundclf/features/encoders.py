@@ -67,20 +67,23 @@ class WeightsError(ValueError):
 
 
 class ConvBlock(nn.Module):
-    """Two 3x3 convolutions (no bias), each with batch norm and ReLU, then max pooling."""
+    """Two 3x3 convolutions (no bias), each with batch norm and ReLU, then ``pooling`` by
+    ``pool`` (aisfx: max pooling; PANNs CNN14: average pooling)."""
 
-    def __init__(self, c_in: int, c_out: int, pool: int):
+    def __init__(self, c_in: int, c_out: int, pool: int,
+                 pooling: Callable[[torch.Tensor, int], torch.Tensor] = F.max_pool2d):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.pool = pool
+        self.pooling = pooling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        return F.max_pool2d(x, self.pool) if self.pool > 1 else x
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        x = F.relu(self.bn2(self.conv2(x)), inplace=True)
+        return self.pooling(x, self.pool) if self.pool > 1 else x
 
 
 class Cnn9(nn.Module):

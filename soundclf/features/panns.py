@@ -55,6 +55,7 @@ from torch.nn import functional as F
 from soundclf.data.audio import Recipe
 from soundclf.features.encoders import (
     CHECKPOINT,
+    ConvBlock,
     Embedder,
     WeightsError,
     precision_of,
@@ -162,23 +163,6 @@ class _LogMel(nn.Module):
         self.register_buffer("melW", torch.zeros(front.n_fft // 2 + 1, front.n_mels))
 
 
-class Cnn14Block(nn.Module):
-    """Two 3x3 convolutions (no bias), each with batch norm and ReLU, then average pooling."""
-
-    def __init__(self, c_in: int, c_out: int, pool: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.pool = pool
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        x = F.relu(self.bn2(self.conv2(x)), inplace=True)
-        return F.avg_pool2d(x, self.pool) if self.pool > 1 else x
-
-
 class _Ends(nn.Module):
     """What CNN14 computes before and after its convolutions (shared by both forms)."""
 
@@ -241,7 +225,8 @@ class Cnn14(_Ends):
         channels = [1, 64, 128, 256, 512, 1024, 2048]
         for i in range(6):
             self.add_module(f"conv_block{i + 1}",
-                            Cnn14Block(channels[i], channels[i + 1], pool=2 if i < 5 else 1))
+                            ConvBlock(channels[i], channels[i + 1], pool=2 if i < 5 else 1,
+                                      pooling=F.avg_pool2d))
         self.fc1 = nn.Linear(EMBEDDING, EMBEDDING)
         self.fc_audioset = nn.Linear(EMBEDDING, classes)
 
