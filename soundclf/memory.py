@@ -49,6 +49,15 @@ def release(collect: bool = True) -> None:
         trim(0)
 
 
+def stop_workers() -> None:
+    """Stop joblib's pool of worker processes (loky's reusable executor), so that their
+    memory (each holds the libraries, its copy of the data and what its fits grew to) is
+    handed back now rather than after their idle timeout, while this process goes on (a
+    round's final fit). The next parallel call starts a new pool: a few seconds."""
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
+
+
 def available() -> int:
     """Bytes the system can give without swapping (``MemAvailable``)."""
     return psutil.virtual_memory().available

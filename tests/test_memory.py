@@ -1,5 +1,6 @@
 """Memory: a fit returns what it took when it ends, in a process and in a joblib worker,
-and a round that would not fit is refused before any training (soundclf.memory)."""
+parallel fits' workers are stopped when done, and a round that would not fit is refused
+before any training (soundclf.memory)."""
 
 import json
 import subprocess
@@ -7,12 +8,13 @@ import sys
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from fastai.tabular.all import Callback
 from joblib import Parallel, delayed
 
 from soundclf import memory
-from soundclf.evaluation import train
+from soundclf.evaluation import train, tune
 from soundclf.evaluation.fit import one_thread
 from soundclf.evaluation.rounds import Round
 from soundclf.models import get
@@ -120,3 +122,26 @@ def test_the_estimate_grows_with_the_data_and_the_batch():
     assert SpectrogramCNN(batch_size=64).fit_memory(x[:200], y[:200]) > small
     # at least the rows' own float32 bytes
     assert small > x[:200].nbytes
+
+
+def loky_workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if "popen_loky_posix" in " ".join(p.cmdline())]  # not its resource tracker
+
+
+def test_the_workers_of_parallel_fits_are_stopped_when_their_fits_are_done():
+    """Idle workers would keep what they grew to until joblib's idle timeout (300 s), while
+    the round's final fit runs here."""
+    params = load_params()
+    rng = np.random.default_rng(0)
+    n = 40
+    table = pd.DataFrame({
+        "filename": [f"{i}.wav" for i in range(n)], "label": np.array(["a", "b"])[np.arange(n) % 2],
+        "split": ["train"] * 30 + ["valid"] * 10, "fold": [1, 2, 3] * 10 + [5] * 10,
+        "f0": rng.normal(size=n), "f1": rng.normal(size=n)})
+    rnd = Round("fold5", table, ["f0", "f1"])
+    inner = tune.inner_rounds(rnd, params, None)
+    tasks = [(params, inner[name]) for name in list(inner)[:2]]
+    results = tune.fit_folds(get("svc"), tasks, 2, "inner fits")
+    assert [r.round.name for r in results] == [rnd.name for rnd in (t[1] for t in tasks)]
+    assert not loky_workers()

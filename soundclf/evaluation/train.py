@@ -70,7 +70,7 @@ def check_memory(model: models.Model, params: dict, rnd: Round,
     Up to ``tune.n_jobs`` inner fits (the search's, the out-of-fold ones) run at once in
     worker processes, each holding about what this process holds (the libraries, the
     round's data) plus its fit's own memory (soundclf.evaluation.fit.fit_memory); the
-    round's final fit runs here after them, while the idle workers keep their base.
+    workers are stopped when their fits are done, and the round's final fit runs here.
     """
     x, y = rnd.xy("train")
     estimator = model.build(params, rnd.features)
@@ -80,9 +80,9 @@ def check_memory(model: models.Model, params: dict, rnd: Round,
         else 0
     lower = "tune.n_jobs" + (f" or {model.section}.batch_size"
                              if hasattr(estimator, "batch_size") else "")
-    memory.check_fits(workers * (memory.rss() + per_fit) + per_fit,
+    memory.check_fits(max(workers * (memory.rss() + per_fit), per_fit),
                       f"training {model.name} in round {rnd.name} ({workers} fits at once in "
-                      "worker processes, tune.n_jobs, then one here)", lower)
+                      "worker processes, tune.n_jobs, or one here)", lower)
 
 
 def probabilities_table(results: list[RoundResult]) -> pd.DataFrame:

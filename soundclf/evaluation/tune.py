@@ -28,6 +28,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from soundclf import memory
 from soundclf.evaluation.fit import fit_predict, one_thread
 from soundclf.evaluation.folds import class_folds
 from soundclf.evaluation.probabilities import TrainingError
@@ -84,11 +85,17 @@ def inner_rounds(rnd: Round, params: dict, limit: int | None) -> dict[str, Round
 
 def fit_folds(model: Model, tasks: list[tuple[dict, Round]], n_jobs: int, desc: str
               ) -> list[RoundResult | TrainingError]:
-    """:func:`fit_fold` of every ``(params, inner round)``, ``n_jobs`` at a time; a single
+    """:func:`fit_fold` of every ``(params, inner round)``, ``n_jobs`` at a time, in worker
+    processes that are stopped when they are done (soundclf.memory.stop_workers); a single
     fit in this process (a worker would first import the model's libraries again)."""
-    return list(tqdm(Parallel(n_jobs=n_jobs if len(tasks) > 1 else 1, return_as="generator")(
-        delayed(fit_fold)(model, params, fold) for params, fold in tasks),
-        total=len(tasks), desc=desc))
+    parallel = len(tasks) > 1 and n_jobs != 1
+    try:
+        return list(tqdm(Parallel(n_jobs=n_jobs if parallel else 1, return_as="generator")(
+            delayed(fit_fold)(model, params, fold) for params, fold in tasks),
+            total=len(tasks), desc=desc))
+    finally:
+        if parallel:
+            memory.stop_workers()
 
 
 def search(model: Model, params: dict, rnd: Round) -> tuple[dict, dict]:
