@@ -16,7 +16,8 @@ workdir, params.yaml points ``data.<dataset>.url`` at the dataset (``datasets:
 [<dataset>]``), ``-S`` values are set as ``dvc exp run -S`` would, and each stage runs
 alone with ``dvc repro -s``, in the order of the DAG, timed as a whole process (DVC's own
 start-up included). Prints a table of stage times with the totals, each stage's peak memory (its
-process tree's, scripts.peak_memory) beside the size of its data inputs, every model's accuracy
+process tree's resident and proportional set sizes, scripts.peak_memory) beside the size of
+its data inputs, every model's accuracy
 (mean ± std over the rounds, and each round's), and with ``--naive`` the feature stage
 against the original one-clip-at-a-time loop over the same clips, whole process.
 
@@ -158,9 +159,9 @@ def bench_project(project: Path, data: Path, dataset: str, settings: list[str],
     return params
 
 
-def run(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
+def run(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int, int]:
     """Run ``cmd``, its output appended to ``log``; its wall seconds and the peak resident
-    memory of its process tree (scripts.peak_memory), in bytes."""
+    and proportional memory of its process tree (scripts.peak_memory), in bytes."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
@@ -168,12 +169,12 @@ def run(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
-        with PeakMemory(process.pid) as memory:
+        with PeakMemory(process.pid, proportional=True) as memory:
             returncode = process.wait()
     seconds = time.perf_counter() - start
     if returncode:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {returncode}); see {log}")
-    return seconds, memory.peak
+    return seconds, memory.peak, memory.peak_pss
 
 
 def inputs_size(project: Path, stage: str) -> int:
@@ -258,30 +259,36 @@ def main() -> None:
     log = work / "bench.log"
     log.write_text("")
 
-    times, peaks, sizes = {}, {}, {}  # a stage's runs together: one per ensemble member
+    times, peaks, shares, sizes = {}, {}, {}, {}  # a stage's runs: one per ensemble member
     for name in stages_of(project, params, args.dataset):
         stage = name.split("@")[0]
         if stage in args.skip:
             continue
-        seconds, peak = run(["dvc", "repro", "-s", name], project, log)
+        seconds, peak, pss = run(["dvc", "repro", "-s", name], project, log)
         size = inputs_size(project, name)
         times[stage] = times.get(stage, 0.0) + seconds
         peaks[stage] = max(peaks.get(stage, 0), peak)
+        shares[stage] = max(shares.get(stage, 0), pss)
         sizes[stage] = max(sizes.get(stage, 0), size)
-        print(f"  {name:<36} {seconds:7.1f} s  peak {peak / 2**30:5.2f} GB  "
-              f"inputs {size / 2**20:7.1f} MB", flush=True)
+        print(f"  {name:<36} {seconds:7.1f} s  peak {peak / 2**30:5.2f} GB "
+              f"(PSS {pss / 2**30:5.2f})  inputs {size / 2**20:7.1f} MB", flush=True)
     after = sum(t for s, t in times.items() if s not in ("index", "download"))
     settings = " ".join(f"-S {s}" for s in args.set) or "(default params)"
     clips = json.loads((project / "data/results" / args.dataset / "dataset.json").read_text())
     print(f"\n{clips['clips_used']} clips, {args.dataset}, {settings}, {os.cpu_count()} cores\n")
-    print("| stage | seconds | peak memory (GB) | its data inputs (MB) |\n|---|---|---|---|")
+    print("| stage | seconds | peak memory (GB) | peak PSS (GB) | its data inputs (MB) |\n"
+          "|---|---|---|---|---|")
     for stage, seconds in times.items():
         print(f"| {stage} | {seconds:.1f} | {peaks[stage] / 2**30:.2f} | "
-              f"{sizes[stage] / 2**20:.1f} |")
-    print(f"| **all after download** | **{after:.1f}** | {max(peaks.values()) / 2**30:.2f} | |")
-    print(f"| all | {sum(times.values()):.1f} | | |\n")
+              f"{shares[stage] / 2**30:.2f} | {sizes[stage] / 2**20:.1f} |")
+    print(f"| **all after download** | **{after:.1f}** | {max(peaks.values()) / 2**30:.2f} | "
+          f"{max(shares.values()) / 2**30:.2f} | |")
+    print(f"| all | {sum(times.values()):.1f} | | | |\n")
     print("(peak memory: resident memory of the `dvc repro -s` process and all its children "
-          "together, sampled every 0.2 s; a stage run per member: the largest)")
+          "together, sampled every 0.2 s, pages shared between processes counted in each; "
+          "peak PSS: their proportional set size, each shared page split between its "
+          "processes, what the stage takes from the machine; a stage run per member: the "
+          "largest)")
     if args.clips:
         print("(cycled recordings with invented labels: a cost measurement, no accuracy)")
     else:
