@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 
 from scripts.make_demo_data import write_folder_dataset
-from tests.e2e import MODELS, changed_stages, committed_project, ran_stages, sh, small_training
+from tests.e2e import (
+    MODELS,
+    changed_stages,
+    committed_project,
+    ran_stages,
+    sh,
+    small_training,
+    train_stage,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +44,7 @@ def project(tmp_path_factory, demo_weights):
 def test_every_stage_runs_on_a_folder_dataset(project):
     repo, recordings, log = project
     for model in MODELS:
-        assert f"Running stage 'train-{model}@mine'" in log
+        assert f"Running stage '{train_stage(model, 'mine')}'" in log
         metrics = json.loads((repo / f"metrics/mine/details/{model}.json").read_text())
         assert metrics["n_classes"] == 3 and metrics["n_valid"] == 9  # fold 1 of 5
         # chance is 1/3; the deep MLP learns least from 36 clips
