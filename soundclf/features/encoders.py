@@ -344,10 +344,10 @@ def checkpoint_bytes(source: Path, member: str | None) -> bytes:
 
 
 def unpinned(name: str, what: str, digest: str) -> None:
-    """Warn that ``weights.<name>.sha256`` is null, giving the digest to pin."""
-    print(f"warning: 'weights.{name}.sha256' is null: {what} is not checked against a "
-          f"pinned digest. Its digest, to pin it in params.yaml:\n  sha256: {digest}",
-          file=sys.stderr)
+    """Warn that ``weights.<name>.sha256`` is null, giving the value to pin: a checkpoint's
+    digest, or a Hub repository's files' digests as a JSON mapping."""
+    print(f"warning: 'weights.{name}.sha256' is null: {what} not checked against pinned "
+          f"digests. To pin, in params.yaml:\n  sha256: {digest}", file=sys.stderr)
 
 
 def verify_checkpoint(path: Path, sha256: str | None, name: str) -> str:
@@ -358,7 +358,7 @@ def verify_checkpoint(path: Path, sha256: str | None, name: str) -> str:
                            f"'weights.{name}.url' (dvc repro weights)")
     actual = sha256sum(path)
     if sha256 is None:
-        unpinned(name, str(path), actual)
+        unpinned(name, f"{path} is", actual)
     elif actual != sha256.lower():
         raise WeightsError(f"{path} has sha256 {actual}, not the {sha256} of "
                            f"'weights.{name}.sha256': rerun the stage `weights` "

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from soundclf.data.archive import local_path, sha256sum
-from soundclf.features.encoders import WeightsError, encoder
+from soundclf.features.encoders import WeightsError, encoder, unpinned
 from soundclf.io import atomic_dir
 
 # what a repository's copy needs: configurations, tokenizer files and the weights (as
@@ -78,9 +78,7 @@ def check_digests(name: str, section: dict, folder: Path, where: str) -> dict[st
     found = file_digests(folder)
     expected = section["sha256"]
     if not expected:
-        print(f"warning: 'weights.{name}.sha256' is null: the files of {where} are not "
-              f"checked. Their digests, to pin them:\n  sha256: "
-              f"{json.dumps(found, sort_keys=True)}", file=sys.stderr)
+        unpinned(name, f"the files of {where} are", json.dumps(found, sort_keys=True))
         return found
     for file, digest in expected.items():
         if file not in found:

@@ -51,7 +51,7 @@ def fetch_checkpoint(name: str, params: dict, out: Path, cache_dir: Path) -> str
             tmp.write_bytes(checkpoint_bytes(source, enc.member))
             actual = sha256sum(tmp)
             if expected is None:
-                unpinned(name, url, actual)
+                unpinned(name, f"{url} is", actual)
             elif actual != expected.lower():
                 inside = f" ({enc.member})" if enc.member else ""
                 raise WeightsError(
