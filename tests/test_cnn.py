@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import zipfile
 
 import librosa
@@ -16,7 +17,7 @@ from soundclf.evaluation.probabilities import TrainingError
 from soundclf.evaluation.rounds import Round
 from soundclf.features.spectrograms import LogMelSpectrogram, write_spectrograms
 from soundclf.models import get
-from soundclf.models.cnn import SpectrogramCNN
+from soundclf.models.cnn import ConvNet, SpectrogramCNN
 from soundclf.params import ParamError
 from soundclf.table import load_inputs
 from stages import train
@@ -89,6 +90,28 @@ def test_the_cnn_hears_time_structure_that_summary_statistics_average_away():
     assert cnn_accuracy >= 0.9, cnn_accuracy
     assert svc_accuracy <= 0.75, svc_accuracy  # chance is 0.5
     assert cnn_accuracy - svc_accuracy >= 0.25
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_relu_after_the_pool_gives_the_values_and_gradients_of_relu_before_it(dtype):
+    """The blocks pool before their ReLU (a quarter of the values through it): max and
+    relu commute, so the network is, to the bit, the textbook conv-BN-ReLU-pool one."""
+    torch.manual_seed(0)
+    net = ConvNet([8, 16], 5, 0.0, dtype).to(memory_format=torch.channels_last)
+    textbook = copy.deepcopy(net)
+    textbook.features = torch.nn.Sequential(*[textbook.features[i] for i in (0, 1, 3, 2,
+                                                                             4, 5, 7, 6)])
+    assert [type(m).__name__ for m in textbook.features[:4]] == [
+        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    x = torch.randn(6, 1, 16, 64)
+    outputs = []
+    for model in (net, textbook):
+        out = model(x)
+        out.square().sum().backward()
+        outputs.append((out, [p.grad for p in model.parameters()]))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    for a, b in zip(outputs[0][1], outputs[1][1], strict=True):
+        assert torch.equal(a, b)
 
 
 def test_cpu_training_is_deterministic():

@@ -125,6 +125,23 @@ def test_the_fitted_estimator_predicts_as_fastai_does(tmp_path):
     assert set(fitted.fit_info_) == {"valid_loss"}
 
 
+def test_without_curves_only_the_last_epoch_is_watched_and_the_model_is_the_same(tmp_path):
+    """Quiet training (no curves, no early stopping) watches the validation part in its
+    last epoch only (ValidateLast); the model and the kept figures are bit for bit those of
+    the same training with curves logged, which watches every epoch."""
+    rnd = round_of(separable_table(n_classes=4, seed=5), tmp_path)
+    quiet_nn, quiet = nn_learner(rnd)
+    quiet_kept = quiet_nn.train(quiet)
+    logged, logged_kept = fit_nn(rnd, tmp_path)
+    column = quiet.recorder.metric_names[1:].index("valid_loss")
+    assert [row[column] is None for row in quiet.recorder.values] == [True] * 7 + [False]
+    assert all(row[column] is not None for row in logged.recorder.values)
+    assert quiet_kept == logged_kept
+    for a, b in zip(quiet.model.state_dict().values(), logged.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
 def test_nan_loss_fails_with_a_clear_message(tmp_path):
     rnd = round_of(separable_table(), tmp_path)
     with pytest.raises(TrainingError, match="loss became nan in epoch 1.*nn.training.lr"):

@@ -67,8 +67,13 @@ class SpecAugment(Callback):
 
 
 class ConvNet(nn.Module):
-    """``len(channels)`` convolution blocks, pooled, then a linear layer; computed under
-    autocast in ``dtype`` if given (the logits are float32 either way)."""
+    """``len(channels)`` blocks of 3x3 convolution, batch norm, ReLU and 2x2 max pooling,
+    pooled, then a linear layer; computed under autocast in ``dtype`` if given (the logits
+    are float32 either way).
+
+    Each block applies its ReLU after the pool: ``max`` and ``relu`` commute, so the values
+    and gradients are those of ReLU then pool, on a quarter of the values (docs/models.md,
+    the CNN's cost)."""
 
     def __init__(self, channels: list[int], n_classes: int, dropout: float,
                  dtype: torch.dtype | None = None):
@@ -77,7 +82,7 @@ class ConvNet(nn.Module):
         blocks, c_in = [], 1
         for c_out in channels:
             blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+                       nn.MaxPool2d(2), nn.ReLU(inplace=True)]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_classes))

@@ -72,6 +72,23 @@ class ReturnMemory(Callback):
         memory.release(collect=False)
 
 
+class ValidateLast(Callback):
+    """Watch nothing before the last epoch: when no curves are logged and nothing stops
+    early, the last epoch's figures are the only ones kept (``fit_info_``), and watching
+    the others costs a forward pass over the set each epoch. Those epochs record None.
+    The watched loader is still iterated, with no rows, so the random streams, and so the
+    trained model, are the same as when every epoch is watched."""
+
+    def before_validate(self) -> None:
+        self.rows = None
+        if self.epoch < self.n_epoch - 1:
+            self.rows, self.dl.n = self.dl.n, 0
+
+    def after_validate(self) -> None:
+        if self.rows is not None:
+            self.dl.n = self.rows
+
+
 class RestoreBest(SaveModelCallback):
     """Keep the weights of the epoch with the lowest validation loss and restore them.
 
@@ -224,12 +241,15 @@ class FastaiClassifier(ClassifierMixin, BaseEstimator):
         """One-cycle training; the figures of the epoch whose weights the model keeps.
 
         That is the last epoch, or with early stopping the best one. With ``live``, every
-        epoch is printed and logged by dvclive; without, training is quiet.
+        epoch is printed and logged by dvclive; without, training is quiet, and without
+        early stopping only the last epoch is validated (:class:`ValidateLast`).
         """
         learn.recorder.train_metrics = True  # training accuracy per epoch, beside validation
         callbacks = [NaNGuard(self.section, self.nan_hint), ReturnMemory(), *self.callbacks()]
         if live:
             callbacks.append(DVCLiveCallback(live=live))
+        elif not self.early_stopping:
+            callbacks.append(ValidateLast())
         if self.grad_clip:
             callbacks.append(GradientClip(self.grad_clip))
         quiet = learn.no_logging() if live is None else contextlib.nullcontext()
