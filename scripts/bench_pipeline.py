@@ -55,21 +55,31 @@ from soundclf.params import read_yaml  # noqa: E402
 
 def stages_of(project: Path, params: dict, dataset: str) -> list[str]:
     """The stages of dvc.yaml that run for ``dataset``, in the file's (the DAG's) order:
-    ``<stage>@<dataset>`` for a ``foreach`` over a list holding it (``datasets``,
-    ``cnn.datasets``), ``<stage>@<dataset>-<model>`` for the ensemble's members (a
-    ``matrix``), the plain name otherwise."""
+    ``<stage>@<dataset>`` for a ``foreach`` over a list of datasets holding it
+    (``datasets``, ``cnn.datasets``), ``<stage>@<item>`` for each item of another
+    ``foreach`` (``weights``, over the encoders), ``<stage>@<dataset>-<item>`` for each
+    item of a ``matrix`` of the datasets and another list (the encoders, the ensemble's
+    members), the plain name otherwise."""
     def value(reference: str) -> list:
         node = params
         for part in reference.strip("${}").split("."):
             node = node[part]
         return node
 
+    def of_datasets(reference: str) -> bool:
+        return reference.strip("${}").split(".")[-1] == "datasets"
+
     found = []
     for name, stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].items():
-        if "matrix" in stage:  # ensemble-member: a stage per dataset and member
-            found += [f"{name}@{dataset}-{model}" for model in value(stage["matrix"]["model"])]
+        if "matrix" in stage:
+            axes = stage["matrix"]
+            if dataset in value(axes["dataset"]):
+                found += [f"{name}@{dataset}-{item}" for key, reference in axes.items()
+                          if key != "dataset" for item in value(reference)]
         elif "foreach" not in stage:
             found.append(name)
+        elif not of_datasets(stage["foreach"]):
+            found += [f"{name}@{item}" for item in value(stage["foreach"])]
         elif dataset in value(stage["foreach"]):
             found.append(f"{name}@{dataset}")
     return found
