@@ -114,6 +114,34 @@ def test_a_round_that_would_not_fit_is_refused_before_training(monkeypatch):
     assert not fitted  # refused before the search or any fit
 
 
+@pytest.mark.parametrize("oof_folds, epochs, workers", [
+    (1, None, 0),       # one out-of-fold fit: here, not in a worker
+    (2, None, 2),       # two at once
+    (1, [40, 80], 2),   # the search's 2 x 3 fits, two at a time; its first fold is the oof's
+    (None, [40], 2),    # one candidate on 3 folds, two at a time: the oof's, none more
+    (0, None, 0),       # no out-of-fold fits: the final fit alone
+])
+def test_the_memory_check_counts_the_fits_that_run_at_once(monkeypatch, oof_folds, epochs,
+                                                           workers):
+    params = load_params()
+    params["oof"]["folds"], params["tune"]["n_jobs"] = oof_folds, 2
+    params["tune"]["cnn"]["epochs"] = epochs
+    n = 40
+    table = pd.DataFrame({
+        "filename": [f"{i}.wav" for i in range(n)], "label": np.arange(n) % 2,
+        "split": ["train"] * 30 + ["valid"] * 10, "fold": [1, 2, 3] * 10 + [5] * 10})
+    rnd = Round("fold5", table, [], np.zeros((n, 64, 216), np.float32))
+    checked = []
+
+    def check_fits(need, what, lower):
+        checked.append(what)
+        raise memory.OutOfMemoryError(what)
+    monkeypatch.setattr(memory, "check_fits", check_fits)
+    with pytest.raises(memory.OutOfMemoryError):
+        train.fit_round(get("cnn"), params, rnd, out_of_fold=True)
+    assert f"({workers} fits at once in worker processes" in checked[0]
+
+
 def test_the_estimate_grows_with_the_data_and_the_batch():
     x = np.zeros((400, 64, 216), np.float32)
     y = np.arange(400) % 10

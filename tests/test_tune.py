@@ -271,3 +271,28 @@ def test_the_pretrained_models_grid_is_searched_on_its_embeddings():
     tuned, chosen = search(get("pretrained-aisfx"), params, rnd)
     assert chosen["tuned"] == {"C": 1.0} and chosen["tuned_accuracy"] > 0.9
     assert tuned["pretrained"]["C"] == 1.0 and tuned["svc"] == params["svc"]
+
+
+def test_a_lone_inner_fit_uses_every_thread_and_several_use_one_each(monkeypatch):
+    """One out-of-fold fit (oof.folds 1, no search) runs here on this process's threads,
+    as the final fit does; two or more run on one thread each, whatever tune.n_jobs."""
+    import torch
+
+    threads = []
+
+    def fit_predict(estimator, rnd):
+        threads.append(torch.get_num_threads())
+        return None, rnd.name
+    monkeypatch.setattr(tune_module, "fit_predict", fit_predict)
+    model = get("svc")
+    rounds = [Round(f"r{i}", pd.DataFrame({"filename": [], "label": [], "split": []}), [])
+              for i in range(2)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert tune_module.fit_folds(model, [(PARAMS, rounds[0])], -1, "one") == ["r0"]
+        assert tune_module.fit_folds(model, [(PARAMS, r) for r in rounds], 1, "two") == [
+            "r0", "r1"]
+    finally:
+        torch.set_num_threads(before)
+    assert threads == [2, 1, 1]

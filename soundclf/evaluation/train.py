@@ -47,7 +47,7 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
     # the inner folds, cut once for the search and the out-of-fold probabilities
     inner = tune.inner_rounds(rnd, params, None) if out_of_fold or tune.grid(params, model) \
         else None
-    check_memory(model, params, rnd, inner)
+    check_memory(model, params, rnd, inner, out_of_fold)
     tuned, chosen, known = tune.search_folds(model, params, rnd, inner)
     oof = tune.out_of_fold(model, tuned, rnd, known, inner) if out_of_fold else None
     estimator = model.build(tuned, rnd.features)
@@ -64,20 +64,26 @@ def fit_round(model: models.Model, params: dict, rnd: Round, curves: Path | None
 
 
 def check_memory(model: models.Model, params: dict, rnd: Round,
-                 inner: dict[str, Round] | None) -> None:
+                 inner: dict[str, Round] | None, out_of_fold: bool = True) -> None:
     """Refuse the round before any training if its fits would not fit in memory.
 
-    Up to ``tune.n_jobs`` inner fits (the search's, the out-of-fold ones) run at once in
-    worker processes, each holding about what this process holds (the libraries, the
-    round's data) plus its fit's own memory (soundclf.evaluation.fit.fit_memory); the
-    workers are stopped when their fits are done, and the round's final fit runs here.
+    The inner fits of a phase (the search's, then the out-of-fold ones it did not train),
+    when there are two or more, run up to ``tune.n_jobs`` at once in worker processes,
+    each holding about what this process holds (the libraries, the round's data) plus its
+    fit's own memory (soundclf.evaluation.fit.fit_memory); the workers are stopped when
+    their fits are done. A lone inner fit, and the round's final fit, run here.
     """
     x, y = rnd.xy("train")
     estimator = model.build(params, rnd.features)
     per_fit = fit_memory(estimator, x, y)
-    inner_fits = len(inner or {}) * max(len(tune.combinations(tune.grid(params, model))), 1)
-    workers = min(effective_n_jobs(params["tune"]["n_jobs"]), inner_fits) if inner_fits > 1 \
-        else 0
+    folds = len(inner or {})
+    searched = tune.grid(params, model)
+    search_folds = min(folds, params["tune"]["max_folds"] or folds) if searched else 0
+    oof_folds = params["oof"]["folds"] if params["oof"]["folds"] is not None else folds
+    phases = [len(tune.combinations(searched)) * search_folds if searched else 0,
+              max(0, min(folds, oof_folds) - search_folds) if out_of_fold else 0]
+    workers = min(effective_n_jobs(params["tune"]["n_jobs"]), max(phases)) \
+        if max(phases) > 1 else 0
     lower = "tune.n_jobs" + (f" or {model.section}.batch_size"
                              if hasattr(estimator, "batch_size") else "")
     memory.check_fits(max(workers * (memory.rss() + per_fit), per_fit),

@@ -22,6 +22,7 @@ choice (``tuned``) and its inner score (``tuned_<metric>``).
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
@@ -64,11 +65,13 @@ def grid(params: dict, model: Model) -> dict[str, list]:
     return {k: v for k, v in params["tune"][model.tune].items() if v is not None}
 
 
-def fit_fold(model: Model, params: dict, rnd: Round) -> RoundResult | TrainingError:
-    """One candidate trained and scored on one inner fold, on one thread; a diverging one
+def fit_fold(model: Model, params: dict, rnd: Round, alone: bool = False
+             ) -> RoundResult | TrainingError:
+    """One candidate trained and scored on one inner fold, on one thread, or ``alone`` (the
+    only fit of its kind in the stage) on every thread of this process; a diverging one
     returns its error (it loses, the search goes on)."""
     try:
-        with one_thread():
+        with nullcontext() if alone else one_thread():
             return fit_predict(model.build(params, rnd.features), rnd)[1]
     except TrainingError as exc:
         return exc
@@ -86,15 +89,18 @@ def inner_rounds(rnd: Round, params: dict, limit: int | None) -> dict[str, Round
 def fit_folds(model: Model, tasks: list[tuple[dict, Round]], n_jobs: int, desc: str
               ) -> list[RoundResult | TrainingError]:
     """:func:`fit_fold` of every ``(params, inner round)``, ``n_jobs`` at a time, in worker
-    processes that are stopped when they are done (soundclf.memory.stop_workers); a single
-    fit in this process (a worker would first import the model's libraries again)."""
-    parallel = len(tasks) > 1 and n_jobs != 1
+    processes that are stopped when they are done (soundclf.memory.stop_workers), each on
+    one thread, so that the results are the same whatever ``n_jobs``. A single fit runs in
+    this process on all its threads, as the round's final fit does (a worker would first
+    import the model's libraries again, and one thread would leave cores idle)."""
+    if len(tasks) <= 1:
+        return [fit_fold(model, params, fold, alone=True) for params, fold in tasks]
     try:
-        return list(tqdm(Parallel(n_jobs=n_jobs if parallel else 1, return_as="generator")(
+        return list(tqdm(Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(fit_fold)(model, params, fold) for params, fold in tasks),
             total=len(tasks), desc=desc))
     finally:
-        if parallel:
+        if n_jobs != 1:
             memory.stop_workers()
 
 
