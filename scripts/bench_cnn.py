@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from soundclf.models import fastai_base  # noqa: E402
 from soundclf.models.cnn import SpectrogramCNN  # noqa: E402
-from soundclf.params import read_yaml  # noqa: E402
+from soundclf.params import load_params  # noqa: E402
 
 BANDS, FRAMES, CLASSES = 64, 216, 50
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=20, help="steps a timing")
     args = parser.parse_args(argv)
-    params = read_yaml(Path(__file__).resolve().parents[1] / "params.yaml")
+    params = load_params()
     model = SpectrogramCNN(seed=params["seed"], **params["cnn"]["training"])
     print(f"cnn.training: channels {model.channels}, batch {model.batch_size}, precision "
           f"{model.precision}; inputs {BANDS} x {FRAMES}, {CLASSES} classes")
