@@ -76,14 +76,8 @@ def check_memory(model: models.Model, params: dict, rnd: Round,
     x, y = rnd.xy("train")
     estimator = model.build(params, rnd.features)
     per_fit = fit_memory(estimator, x, y)
-    folds = len(inner or {})
-    searched = tune.grid(params, model)
-    search_folds = min(folds, params["tune"]["max_folds"] or folds) if searched else 0
-    oof_folds = params["oof"]["folds"] if params["oof"]["folds"] is not None else folds
-    phases = [len(tune.combinations(searched)) * search_folds if searched else 0,
-              max(0, min(folds, oof_folds) - search_folds) if out_of_fold else 0]
-    workers = min(effective_n_jobs(params["tune"]["n_jobs"]), max(phases)) \
-        if max(phases) > 1 else 0
+    at_once = max(tune.inner_fits(model, params, len(inner or {}), out_of_fold))
+    workers = min(effective_n_jobs(params["tune"]["n_jobs"]), at_once) if at_once > 1 else 0
     lower = "tune.n_jobs" + (f" or {model.section}.batch_size"
                              if hasattr(estimator, "batch_size") else "")
     memory.check_fits(max(workers * (memory.rss() + per_fit), per_fit),

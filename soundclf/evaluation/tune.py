@@ -65,6 +65,17 @@ def grid(params: dict, model: Model) -> dict[str, list]:
     return {k: v for k, v in params["tune"][model.tune].items() if v is not None}
 
 
+def inner_fits(model: Model, params: dict, folds: int, out_of_fold: bool = True
+               ) -> tuple[int, int]:
+    """How many fits a round of ``folds`` inner folds trains: the search's
+    (:func:`search_folds`), then the out-of-fold ones it has not already trained
+    (:func:`out_of_fold`), each of its first folds sliced as they slice them."""
+    searched = grid(params, model)
+    search = len(range(folds)[:params["tune"]["max_folds"]]) if searched else 0
+    oof = len(range(folds)[:params["oof"]["folds"]]) if out_of_fold else 0
+    return len(combinations(searched)) * search, max(0, oof - search)
+
+
 def fit_fold(model: Model, params: dict, rnd: Round, alone: bool = False
              ) -> RoundResult | TrainingError:
     """One candidate trained and scored on one inner fold, on one thread, or ``alone`` (the
