@@ -70,6 +70,10 @@ def fraction(v: Any) -> str | None:
     return None if _is_number(v) and 0 < v < 1 else "must be a fraction between 0 and 1"
 
 
+def share(v: Any) -> str | None:
+    return None if _is_number(v) and 0 < v <= 1 else "must be a fraction in (0, 1]"
+
+
 def probability(v: Any) -> str | None:
     return None if _is_number(v) and 0 <= v < 1 else "must be a probability in [0, 1)"
 
@@ -280,6 +284,7 @@ SCHEMA: dict[str, Validator] = {
     "ensemble.members": members,
     "ensemble.combine": one_of(*COMBINATIONS),
     "oof.folds": optional(integer(0)),
+    "oof.epochs": share,
     # architectures (nn.layers, nn_deep.layers) are compared as experiments, not tuned
     "tune.svc": grid_of("svc"),
     "tune.nn": grid_of("nn.training"),

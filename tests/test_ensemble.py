@@ -27,7 +27,7 @@ from stages import ensemble_member, train_ensemble
 from tests.conftest import REPO
 from tests.test_tune import TUNE
 
-PARAMS = {"seed": 42, "tune": TUNE, "oof": {"folds": None}}
+PARAMS = {"seed": 42, "tune": TUNE, "oof": {"folds": None, "epochs": 1.0}}
 
 
 def reading(name: str, columns: list[int], C: float = 1.0) -> Model:

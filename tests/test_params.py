@@ -52,6 +52,8 @@ def test_shipped_params_are_valid_and_cover_every_adapter(params):
     ("cnn.training.mixup", -1, "'cnn.training.mixup' must be a non-negative number"),
     ("ensemble.combine", "stack", "'ensemble.combine' must be one of weighted, vote"),
     ("oof.folds", -1, "'oof.folds' must be an integer >= 0"),
+    ("oof.epochs", 0, "'oof.epochs' must be a fraction in (0, 1]; got 0"),
+    ("oof.epochs", 40, "'oof.epochs' must be a fraction in (0, 1]; got 40"),
 ])
 def test_bad_value_names_key_and_allowed_values(params, key, value, message):
     section, _, leaf = key.rpartition(".")

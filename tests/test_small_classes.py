@@ -183,7 +183,7 @@ def test_out_of_fold_probabilities_and_the_ensemble_on_one_two_and_three_clip_cl
     for _, group in table.groupby("label"):  # a third of the larger classes validated
         table.loc[group.index[: len(group) // 3], "split"] = "valid"
     rnd = Round("seed42", table, FEATURES)
-    params = {**PARAMS, "oof": {"folds": None}, "tune": TUNE}
+    params = {**PARAMS, "oof": {"folds": None, "epochs": 1.0}, "tune": TUNE}
     results = [fit_round(get(m), params, rnd, out_of_fold=True)[1] for m in ("svc", "nn-2layer")]
     assert ("tune.folds: class(es) with fewer than 4 clips in round seed42 kept in training "
             "only: one, three, two") in capsys.readouterr().out

@@ -196,7 +196,7 @@ def test_out_of_fold_probabilities_are_the_searchs_fits_of_its_choice(tmp_path, 
     tune = {**TUNE, "svc": {"C": [1e-6, 0.02]}, "max_folds": max_folds}
     run_stage(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib", "svc.json",
                                      "svc.csv", "--probabilities", "svc.parquet"], tune=tune,
-              oof={"folds": None})
+              oof={"folds": None, "epochs": 1.0})
     scored = 4 if max_folds is None else max_folds
     assert len(fits) == 2 * scored + (4 - scored)  # 2 candidates, then the unscored folds
     assert cuts == ["round fold5"]
@@ -224,6 +224,29 @@ def test_out_of_fold_probabilities_are_the_searchs_fits_of_its_choice(tmp_path, 
     assert (predicted.loc[valid["filename"]].to_numpy() == best).all()
 
 
+def test_oof_epochs_trains_the_out_of_fold_fits_for_that_share_of_the_epochs(monkeypatch):
+    """oof.epochs 0.5: an MLP's out-of-fold fits train half its epochs, the search's and the
+    round's final fit all of them; a model not trained by epochs is as params say."""
+    params = {**PARAMS, "tune": {**TUNE, "max_folds": 1}, "oof": {"folds": 2, "epochs": 0.5}}
+    assert tune_module.oof_params(get("svc"), params) is params
+    assert tune_module.oof_params(get("nn-2layer"), params)["nn"]["training"]["epochs"] == 4
+    tiny = with_values(params, "nn.training", {"epochs": 1})
+    assert tune_module.oof_params(get("nn-5layer"), tiny)["nn"]["training"]["epochs"] == 1
+    assert params["nn"]["training"]["epochs"] == 8  # not changed in place
+    seen = []
+    fit_fold = tune_module.fit_fold
+    monkeypatch.setattr(tune_module, "fit_fold", lambda model, p, fold, alone=False: seen.append(
+        (fold.name, p["nn"]["training"]["epochs"])) or fit_fold(model, p, fold, alone))
+    rnd = Round("fold5", esc50_like(n_per_class=10), FEATURES)
+    model = get("nn-2layer")
+    grid = {**params, "tune": {**params["tune"], "nn": {"ps": [0.0]}}}
+    tuned, _, known = tune_module.search_folds(model, grid, rnd)
+    oof = tune_module.out_of_fold(model, tuned, rnd, known)
+    # the search's fit of fold 1 (8 epochs) is reused; fold 2 is trained for 4
+    assert seen == [("fold5/fold1", 8), ("fold5/fold2", 4)]
+    assert set(oof["fold"]) == {"fold1", "fold2"}
+
+
 def test_oof_folds_0_trains_nothing_more_and_writes_the_validation_rows_alone(tmp_path,
                                                                             monkeypatch):
     table = esc50_like()
@@ -233,7 +256,7 @@ def test_oof_folds_0_trains_nothing_more_and_writes_the_validation_rows_alone(tm
     monkeypatch.setattr(tune_module, "fit_fold", lambda *a: fits.append(a) or fit_fold(*a))
     run_stage(tmp_path, train.main, ["svc", "normalized.parquet", "svc.joblib", "svc.json",
                                      "svc.csv", "--probabilities", "svc.parquet"],
-              tune=TUNE, oof={"folds": 0})
+              tune=TUNE, oof={"folds": 0, "epochs": 1.0})
     probs = pd.read_parquet(tmp_path / "svc.parquet")
     assert fits == [] and set(probs["split"]) == {"valid"}
     assert len(probs) == (table["fold"] == 5).sum()

@@ -36,6 +36,7 @@ from soundclf.evaluation.probabilities import TrainingError
 from soundclf.evaluation.rounds import Round, RoundResult, round_classes
 from soundclf.evaluation.scores import Scores, predictions_table
 from soundclf.models import Model
+from soundclf.params import get as get_param
 from soundclf.params import with_values
 
 
@@ -160,6 +161,17 @@ def search_folds(model: Model, params: dict, rnd: Round,
             dict(zip(inner, outcomes[best * len(inner):(best + 1) * len(inner)], strict=True)))
 
 
+def oof_params(model: Model, params: dict) -> dict:
+    """``params`` as an out-of-fold fit trains: a model trained by epochs (its tuned
+    section has ``epochs``: the MLPs, the CNN) for ``oof.epochs`` of them (a fraction,
+    rounded, at least one); every other model as ``params`` say."""
+    share, section = params["oof"]["epochs"], model.section
+    if share == 1 or section is None or "epochs" not in get_param(params, section):
+        return params
+    epochs = get_param(params, section)["epochs"]
+    return with_values(params, section, {"epochs": max(1, round(epochs * share))})
+
+
 def out_of_fold(model: Model, params: dict, rnd: Round,
                 known: dict[str, RoundResult] | None = None,
                 inner: dict[str, Round] | None = None) -> pd.DataFrame:
@@ -168,18 +180,19 @@ def out_of_fold(model: Model, params: dict, rnd: Round,
 
     Each clip of the first ``oof.folds`` inner folds (the same folds as the search's: ESC-50's
     official folds, so a recording's clips stay together; 0: none) gets its probabilities
-    from the model trained, as ``params`` say, on the other inner folds; the validation
-    part is never read. ``known``: results on inner folds already trained with these ``params``
-    (the search's choice, :func:`search_folds`), not trained again; ``inner``: the round's
-    inner rounds if already cut. A row per clip: ``filename``, ``fold`` (the inner fold)
-    and one column per class of the round.
+    from the model trained, as ``params`` say, on the other inner folds (a model trained by
+    epochs for ``oof.epochs`` of them, :func:`oof_params`); the validation part is never
+    read. ``known``: results on inner folds already trained with these ``params`` (the
+    search's choice, :func:`search_folds`; all their epochs), not trained again; ``inner``:
+    the round's inner rounds if already cut. A row per clip: ``filename``, ``fold`` (the
+    inner fold) and one column per class of the round.
     """
     known = known or {}
     if inner is None:
         inner = inner_rounds(rnd, params, None)
     inner = dict(list(inner.items())[:params["oof"]["folds"]])
     todo = [name for name in inner if name not in known]
-    fitted = fit_folds(model, [(params, inner[name]) for name in todo],
+    fitted = fit_folds(model, [(oof_params(model, params), inner[name]) for name in todo],
                        params["tune"]["n_jobs"], f"out-of-fold in round {rnd.name}")
     results = {**known, **dict(zip(todo, fitted, strict=True))}
     classes = round_classes(rnd)
