@@ -166,9 +166,9 @@ def oof_params(model: Model, params: dict) -> dict:
     section has ``epochs``: the MLPs, the CNN) for ``oof.epochs`` of them (a fraction,
     rounded, at least one); every other model as ``params`` say."""
     share, section = params["oof"]["epochs"], model.section
-    if share == 1 or section is None or "epochs" not in get_param(params, section):
+    epochs = None if section is None else get_param(params, section).get("epochs")
+    if share == 1 or epochs is None:
         return params
-    epochs = get_param(params, section)["epochs"]
     return with_values(params, section, {"epochs": max(1, round(epochs * share))})
 
 
@@ -192,7 +192,8 @@ def out_of_fold(model: Model, params: dict, rnd: Round,
         inner = inner_rounds(rnd, params, None)
     inner = dict(list(inner.items())[:params["oof"]["folds"]])
     todo = [name for name in inner if name not in known]
-    fitted = fit_folds(model, [(oof_params(model, params), inner[name]) for name in todo],
+    trained = oof_params(model, params)
+    fitted = fit_folds(model, [(trained, inner[name]) for name in todo],
                        params["tune"]["n_jobs"], f"out-of-fold in round {rnd.name}")
     results = {**known, **dict(zip(todo, fitted, strict=True))}
     classes = round_classes(rnd)
