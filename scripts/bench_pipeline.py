@@ -146,7 +146,8 @@ def set_value(params: dict, key: str, text: str) -> None:
 def bench_project(project: Path, data: Path, dataset: str, settings: list[str],
                   folder: bool = False) -> dict:
     """A fresh copy of the project in ``project`` (emptied first), pointed at ``data`` for
-    ``dataset`` alone, ``settings`` (``KEY=VALUE``) set as ``dvc exp run -S`` sets them,
+    ``dataset`` alone (the CNN's too, where it runs by default), ``settings``
+    (``KEY=VALUE``) set as ``dvc exp run -S`` sets them,
     committed to a git repository of its own; returns its params."""
     if project.exists():
         shutil.rmtree(project)
@@ -154,6 +155,8 @@ def bench_project(project: Path, data: Path, dataset: str, settings: list[str],
     copy_project(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["datasets"] = [dataset]
+    if params["cnn"]["datasets"]:  # the CNN on by default: on for this dataset
+        params["cnn"]["datasets"] = [dataset]
     if folder:
         params["data"][dataset] = {"kind": "folder", "path": str(data)}
     else:

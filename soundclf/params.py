@@ -396,7 +396,15 @@ def problems(params: dict) -> list[str]:
             isinstance(flat["cnn.datasets"], list) and set(flat["cnn.datasets"]) <= set(names)
             and len(set(flat["cnn.datasets"])) == len(flat["cnn.datasets"])):
         found.append(f"'cnn.datasets' must be a list of distinct names from datasets "
-                     f"({', '.join(names)}), [] for none; got {flat['cnn.datasets']!r}")
+                     f"({', '.join(names)}), [] for none; got {flat['cnn.datasets']!r} "
+                     f"(with -S 'datasets=[...]', set -S 'cnn.datasets=[...]' too, e.g. "
+                     f"-S 'cnn.datasets=[{','.join(names)}]')")
+    elif "cnn" in (flat.get("ensemble.members") or []) and (
+            missing := [n for n in names if n not in (flat.get("cnn.datasets") or [])]):
+        found.append(f"'ensemble.members' has cnn, which runs only for the datasets of "
+                     f"'cnn.datasets': add {', '.join(missing)} to it (e.g. -S "
+                     f"'cnn.datasets=[{','.join(names)}]'), or take cnn out of "
+                     f"'ensemble.members'")
     if "zeroshot.datasets" in flat and isinstance(names, list):
         chosen = flat["zeroshot.datasets"]
         if not (isinstance(chosen, list) and set(chosen) <= set(names)

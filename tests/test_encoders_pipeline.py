@@ -49,6 +49,7 @@ def project(tmp_path_factory, esc50_zip, demo_weights):
             params["weights"][name]["url"] = str(hub / name)
         params["zeroshot"]["datasets"] = ["esc50"]
         params["ensemble"]["members"] = MEMBERS
+        params["cnn"]["datasets"] = []
 
     def edit_pipeline(pipeline: dict) -> None:
         for stage in ("train-nn-2layer", "train-nn-5layer"):

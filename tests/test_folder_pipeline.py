@@ -32,7 +32,7 @@ def project(tmp_path_factory, demo_weights):
                                       LABELS, 15, formats=("wav", "flac", "ogg"))
 
     def edit(params: dict) -> None:
-        params["datasets"] = ["mine"]
+        params["datasets"] = params["cnn"]["datasets"] = ["mine"]
         params["data"]["mine"] = {"kind": "folder", "path": str(recordings)}
         params["weights"]["aisfx"] = demo_weights
         small_training(params)

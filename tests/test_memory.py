@@ -44,7 +44,7 @@ class EpochMemory(Callback):
 
 def repeated_fits(fits: int = 2, epochs: int = 3) -> list[int]:
     """Resident memory before, then after each epoch of ``fits`` fits of the CNN, on one
-    thread, on 480 random spectrograms of the pipeline's size (64 bands, 216 frames): its
+    thread, on 480 random spectrograms of the pipeline's size (48 bands, 216 frames): its
     batches' activations are tens of MB, the sizes glibc's heap keeps.
 
     Without soundclf.memory.release, glibc keeps the batches' freed heap resident (BOUND).
@@ -56,7 +56,7 @@ def repeated_fits(fits: int = 2, epochs: int = 3) -> list[int]:
             return [*super().callbacks(), EpochMemory(seen)]
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(480, 64, 216)).astype(np.float32)
+    x = rng.normal(size=(480, 48, 216)).astype(np.float32)
     y = np.arange(480) % 50
     seen.append(memory.rss())
     with one_thread():
@@ -101,7 +101,7 @@ def test_a_round_that_would_not_fit_is_refused_before_training(monkeypatch):
     table = pd.DataFrame({
         "filename": [f"{i}.wav" for i in range(n)], "label": np.arange(n) % 2,
         "split": ["train"] * 30 + ["valid"] * 10, "fold": [1, 2, 3] * 10 + [5] * 10})
-    rnd = Round("fold5", table, [], rng.normal(size=(n, 64, 216)).astype(np.float32))
+    rnd = Round("fold5", table, [], rng.normal(size=(n, 48, 216)).astype(np.float32))
     monkeypatch.setattr(memory, "available", lambda: 64 * MB)
     fitted = []
     monkeypatch.setattr(train.tune, "search_folds", lambda *a: fitted.append(a))
@@ -130,7 +130,7 @@ def test_the_memory_check_counts_the_fits_that_run_at_once(monkeypatch, oof_fold
     table = pd.DataFrame({
         "filename": [f"{i}.wav" for i in range(n)], "label": np.arange(n) % 2,
         "split": ["train"] * 30 + ["valid"] * 10, "fold": [1, 2, 3] * 10 + [5] * 10})
-    rnd = Round("fold5", table, [], np.zeros((n, 64, 216), np.float32))
+    rnd = Round("fold5", table, [], np.zeros((n, 48, 216), np.float32))
     checked = []
 
     def check_fits(need, what, lower):
@@ -143,7 +143,7 @@ def test_the_memory_check_counts_the_fits_that_run_at_once(monkeypatch, oof_fold
 
 
 def test_the_estimate_grows_with_the_data_and_the_batch():
-    x = np.zeros((400, 64, 216), np.float32)
+    x = np.zeros((400, 48, 216), np.float32)
     y = np.arange(400) % 10
     small = SpectrogramCNN(batch_size=16).fit_memory(x[:200], y[:200])
     assert SpectrogramCNN(batch_size=16).fit_memory(x, y) > small

@@ -85,10 +85,11 @@ def test_repro_produces_metrics_predictions_and_plots(project):
     assert set(compare["esc50"]) == set(MODELS)
     table = (repo / "metrics/compare.md").read_text()
     assert "| ESC-50 | NN | [200, 100] | 1 |" in table and "52.75%" in table
-    assert "| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained-aisfx | 1 |" in table
+    assert ("| ESC-50 | Ensemble | svc + nn-2layer + nn-5layer + pretrained-aisfx + cnn | 1 |"
+            in table)
     assert "| ESC-50 | Pretrained embeddings + LogReg | aisfx [3, 4] | 1 |" in table
     ensemble = json.loads((repo / "metrics/esc50/details/ensemble.json").read_text())
-    members = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx")
+    members = ("svc", "nn-2layer", "nn-5layer", "pretrained-aisfx", "cnn")
     assert {f"accuracy_{m}" for m in members} <= set(ensemble)
     # one inner fold (oof.folds 1): no inner accuracy, which needs two
     assert set(ensemble["weights"]) == set(members) and "inner_accuracy" not in ensemble

@@ -47,10 +47,12 @@ def shaped(tmp_path_factory, demo_weights) -> tuple:
         params["features"]["n_jobs"] = 2
         params["weights"]["aisfx"] = demo_weights
         params["ensemble"]["members"] = list(MODELS[:-1])  # all but the ensemble
-        params["oof"]["folds"] = 1  # the ensemble learns from one inner fold of 4
+        params["cnn"]["datasets"] = params["datasets"]
         # shapes, not training length, are tested here (test_pipeline runs the defaults):
-        # the original's 10 NN epochs keep the run within minutes
+        # the original's 10 NN epochs and a CNN of two small blocks keep the run within
+        # minutes
         params["nn"]["training"]["epochs"] = 10
+        params["cnn"]["training"].update(epochs=5, channels=[8, 16])
 
     repo = committed_project(tmp_path_factory.mktemp("project"), edit, edit_pipeline)
     return repo, sh("dvc", "repro", cwd=repo)

@@ -69,12 +69,13 @@ def test_a_queued_experiment_runs_only_the_model_it_changes(queue, setting):
     assert f"train-{model}@esc50" in ran, log
     assert ran <= {f"train-{model}@esc50", f"ensemble-member@esc50-{model}"} | READERS, log
     # everything else came back from the run-cache: the download, the features, the
-    # embeddings and every other model (but the index, which runs on every repro, cheaply)
+    # embeddings, the spectrograms and every other model, the CNN included (but the index,
+    # which runs on every repro, cheaply)
     assert f"Running stage '{ALWAYS_RUN}@esc50'" in log
     assert stages_of(repo) - ran - {f"{ALWAYS_RUN}@esc50"} == restored, log
     assert {"download@esc50", "feature-extraction@esc50", "normalize@esc50", "weights@aisfx",
             "embeddings@esc50-aisfx", "train-pretrained@esc50-aisfx",
-            "train-nn-5layer@esc50"} <= restored
+            "train-nn-5layer@esc50", "spectrograms@esc50", "train-cnn@esc50"} <= restored
 
 
 def test_exp_show_lists_both_with_their_metrics(queue):

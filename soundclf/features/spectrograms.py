@@ -26,7 +26,7 @@ class LogMelSpectrogram(Recipe):
     sr: int = 22050
     n_fft: int = 1024
     hop_length: int = 512
-    n_mels: int = 64
+    n_mels: int = 48
 
     def batch(self, ys: np.ndarray) -> np.ndarray:
         """``power_to_db(melspectrogram, ref=max)`` of each clip: (clips, n_mels, frames)."""

@@ -101,7 +101,7 @@ class SpectrogramCNN(FastaiClassifier):
     section = "cnn.training"
 
     def __init__(self, channels=(16, 32, 64, 128), dropout=0.3, epochs=80, lr=3e-3,
-                 batch_size=32, wd=None, shift=0.5, freq_mask=8, time_mask=32, mixup=0.4,
+                 batch_size=32, wd=None, shift=0.5, freq_mask=6, time_mask=32, mixup=0.4,
                  class_weights="none", grad_clip=None, early_stopping=None,
                  early_stopping_valid=0.1, device="auto", precision="auto", seed=42):
         self.channels = channels
