@@ -29,7 +29,7 @@ LABELS = ["dog bark", "café, noisy", "rain"]  # a space, a comma, non-ASCII
 def params_with(path, **keys) -> dict:
     """params.yaml with a folder dataset ``mine`` at ``path`` (validated: defaults filled)."""
     params = read_yaml(open("params.yaml"))
-    params["datasets"] = ["esc50", "mine"]
+    params["datasets"] = params["cnn"]["datasets"] = ["esc50", "mine"]
     params["data"]["mine"] = {"kind": "folder", "path": str(path), **keys}
     return validate(params)
 
@@ -258,7 +258,7 @@ def test_the_params_of_a_folder_dataset_are_checked(tmp_path):
     assert "'data.mine.folds' must be an integer >= 2; got 1" in message
     assert "'data.mine.small_classes' must be one of fail, train; got 'drop'" in message
     raw = read_yaml(open("params.yaml"))
-    raw["datasets"] = ["esc50", "birds"]
+    raw["datasets"] = raw["cnn"]["datasets"] = ["esc50", "birds"]
     with pytest.raises(ParamError, match="add a data.birds section with kind: folder"):
         validate(raw)
     raw["data"]["birds"] = {"kind": "folder"}

@@ -24,8 +24,8 @@ from soundclf.params import load_params
 MB = 2**20
 # What a fit may hold above the level before it (its batches, network, optimizer, the
 # rows' copies), and grow by from its first epoch to the last of the last fit. Measured
-# here with repeated_fits: 226 MB above the level before, growth under 1 MB; without
-# soundclf.memory.release, 370 to 625 MB above it, growth up to 260 MB.
+# here with repeated_fits: 202 MB above the level before, growth under 1 MB; without
+# soundclf.memory.release, 267 to 478 MB above it, growth 191 MB (one run each, 48 bands).
 BOUND = 350 * MB
 MARGIN = 24 * MB
 

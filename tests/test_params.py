@@ -18,7 +18,8 @@ def params():
 
 def test_shipped_params_are_valid_and_cover_every_adapter(params):
     assert set(DATASETS) == set(ADAPTERS)
-    assert params["datasets"] == ["esc50", "freesound"]
+    assert params["datasets"] == params["cnn"]["datasets"] == ["esc50", "freesound"]
+    assert "cnn" in params["ensemble"]["members"]
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -48,6 +49,10 @@ def test_shipped_params_are_valid_and_cover_every_adapter(params):
     ("ensemble.members", ["svc", "svc"], "'ensemble.members' must be a list of two or more"),
     ("cnn.datasets", ["esc10"], "'cnn.datasets' must be a list of distinct names from "
                                 "datasets (esc50, freesound), [] for none; got ['esc10']"),
+    ("datasets", ["esc50"], "got ['esc50', 'freesound'] (with -S 'datasets=[...]', set -S "
+                            "'cnn.datasets=[...]' too, e.g. -S 'cnn.datasets=[esc50]')"),
+    ("cnn.datasets", ["esc50"], "'ensemble.members' has cnn, which runs only for the datasets "
+                                "of 'cnn.datasets': add freesound to it"),
     ("cnn.training.device", "gpu", "'cnn.training.device' must be one of auto, cpu, cuda"),
     ("cnn.training.mixup", -1, "'cnn.training.mixup' must be a non-negative number"),
     ("ensemble.combine", "stack", "'ensemble.combine' must be one of weighted, vote"),

@@ -50,9 +50,9 @@ def shaped(tmp_path_factory, demo_weights) -> tuple:
         params["cnn"]["datasets"] = params["datasets"]
         # shapes, not training length, are tested here (test_pipeline runs the defaults):
         # the original's 10 NN epochs and a CNN of two small blocks keep the run within
-        # minutes
+        # minutes; 15 epochs, so that it learns ESC-10's 13 training clips
         params["nn"]["training"]["epochs"] = 10
-        params["cnn"]["training"].update(epochs=5, channels=[8, 16])
+        params["cnn"]["training"].update(epochs=15, channels=[8, 16])
 
     repo = committed_project(tmp_path_factory.mktemp("project"), edit, edit_pipeline)
     return repo, sh("dvc", "repro", cwd=repo)
