@@ -67,11 +67,11 @@ def committed_project(repo: Path, edit: Callable[[dict], None],
 def small_training(params: dict) -> None:
     """Settings for the 4-class synthetic ESC-50 (36-48 training clips) and FreeSound (27):
     two feature workers, small NN and CNN batches (fastai drops the incomplete one) for
-    more steps, and a CNN of three small blocks trained for 15 epochs: the same code,
+    more steps, and a CNN of three small blocks trained for 10 epochs: the same code,
     seconds a fit. (In batches of 32, one step an epoch, the CNN predicted one class.)"""
     params["features"]["n_jobs"] = 2
     params["nn"]["training"].update(epochs=15, lr=0.01, batch_size=8)
-    params["cnn"]["training"].update(epochs=15, channels=[8, 16, 32], batch_size=8)
+    params["cnn"]["training"].update(epochs=10, channels=[8, 16, 32], batch_size=8)
 
 
 def esc50_alone(esc50_zip: Path, weights: dict[str, str]) -> Callable[[dict], None]:
